@@ -40,7 +40,8 @@ def stage(
     outcome = run_stage(name, project_root(), progress=progress and sys.stderr.isatty())
     console.print(
         f"[green]stage {outcome.stage} finished[/] in {outcome.seconds:.1f}s: "
-        f"{outcome.html.relative_to(project_root())}, MLflow run {outcome.run_id}"
+        f"{outcome.html.relative_to(project_root())}, MLflow run {outcome.run_id}",
+        soft_wrap=True,
     )
 
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     except ReprobookError as exc:
         if debug:
             raise
-        console.print(f"error: {exc}", style="red", highlight=False, markup=False)
+        console.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

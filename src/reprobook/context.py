@@ -29,6 +29,16 @@ class StageContext:
     def out(self) -> Path:
         return reports_dir(self.root, self.stage)
 
+    @property
+    def outputs(self) -> Path:
+        """Reports and tables (a DVC output folder)."""
+        return self.out / "outputs"
+
+    @property
+    def plots(self) -> Path:
+        """Plots: PNGs and the CSVs that ``dvc plots`` reads (a DVC output folder)."""
+        return self.out / "plots"
+
     def path(self, relative: str) -> Path:
         return self.root / relative
 
@@ -44,7 +54,8 @@ def setup(stage: str, params: dict[str, Any] | None = None, project_dir: str | N
     random.seed(validated.data.seed)
     np.random.seed(validated.data.seed)
     context = StageContext(stage=stage, root=root, params=validated)
-    context.out.mkdir(parents=True, exist_ok=True)
+    for folder in (context.outputs, context.plots):
+        folder.mkdir(parents=True, exist_ok=True)
     return context
 
 

@@ -9,6 +9,7 @@ on the run. Aliases replace MLflow's deprecated stages.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,13 @@ def log_and_register(client, run_id: str, root: Path, params: Params) -> Promoti
     model = load_model(root / MODEL_FILE)
     targets = load_targets(root)
     features, _ = xy(read_split(root).test, targets["target"])
-    example = features.head(5)
+    # Integer columns are declared as doubles: a missing value at serving time
+    # turns an int column into floats, which an int64 signature would reject.
+    example = features.head(5).astype({c: "float64" for c in features.select_dtypes("integer").columns})
     signature = infer_signature(example, model.predict(example))
     name = params.model.registered_name
+    # cloudpickle is chosen knowingly (models load without a skops trust list): mute the warning.
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             model,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def client(root: Path):
     import mlflow
     from mlflow import MlflowClient
 
+    # MLflow's INFO chatter (database migrations, "registered model") is not news to a user.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)

@@ -1,0 +1,85 @@
+"""Shared fixtures: a real copy of the project in a real git repository.
+
+End-to-end tests copy the project (its git-tracked files) to a temporary
+directory, initialise git with a local identity and run the real tools:
+DVC, papermill with the `reprobook` Jupyter kernel, MLflow on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "reprobook-tests",
+    "GIT_AUTHOR_EMAIL": "tests@reprobook.invalid",
+    "GIT_COMMITTER_NAME": "reprobook-tests",
+    "GIT_COMMITTER_EMAIL": "tests@reprobook.invalid",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPROBOOK_"))}
+    env.update(GIT_ENV)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["MPLBACKEND"] = "Agg"
+    env.update(extra)
+    return env
+
+
+def sh(args: list[str], cwd: Path, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
+    """Run a real command; on unexpected failure show its output."""
+    result = subprocess.run(args, cwd=cwd, env=tool_env(**extra), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def tracked_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    return [f for f in listed if f and (ROOT / f).is_file()]
+
+
+def copy_project(target: Path, *, commit: bool = True) -> Path:
+    """Copy the project's source files (not its outputs) into a fresh git repository."""
+    target.mkdir(parents=True, exist_ok=True)
+    for relative in tracked_files():
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, destination)
+    if commit:
+        sh(["git", "init", "-q", "-b", "main"], target)
+        sh(["git", "add", "-A"], target)
+        sh(["git", "commit", "-qm", "project copy"], target)
+    return target
+
+
+def set_params(root: Path, **dotted: object) -> None:
+    """Edit params.yaml by dotted keys (what `dvc exp run -S` does)."""
+    import yaml
+
+    path = root / "params.yaml"
+    tree = yaml.safe_load(path.read_text())
+    for key, value in dotted.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "project")
