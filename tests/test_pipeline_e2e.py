@@ -122,6 +122,20 @@ def test_quality_metrics_and_split_hashes_equal_committed(pipeline):
         assert (root / path).read_text() == (ROOT / path).read_text(), f"{path} differs from the committed one"
 
 
+def test_notebooks_pass_nbval_and_match_the_pipeline(pipeline):
+    """Run top to bottom as in Jupyter (params from params.yaml), each notebook gives the pipeline's result."""
+    root = pipeline["root"]
+    before = {stage: (root / f"reports/{stage}/metrics.json").read_text() for stage in STAGES}
+    split_before = (root / "data/processed/test.parquet").read_bytes()
+    result = sh([str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "-q", "notebooks"], root, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "4 passed" in result.stdout or "passed" in result.stdout
+    for stage in STAGES:
+        assert (root / f"reports/{stage}/metrics.json").read_text() == before[stage], f"{stage} differs when run interactively"
+    assert (root / "data/processed/test.parquet").read_bytes() == split_before
+    sh([str(BIN / "dvc"), "checkout", "--force"], root)  # restore the executed-notebook outputs DVC tracks
+
+
 def test_second_repro_is_a_noop(pipeline):
     root = pipeline["root"]
     before = len(stage_runs(root))

@@ -52,18 +52,20 @@ def run_pipeline(root: Path, *, force: bool = False) -> PipelineResult:
     experiment = tracking.experiment_id(client, params.tracking.experiment, root)
     code = gitinfo.code_version(root)
     started = time.time()
-    run = client.create_run(
-        experiment,
-        run_name="pipeline",
-        tags={
-            tracking.TAG_STAGE: "pipeline",
-            tracking.TAG_COMMIT: code.commit or "none",
-            tracking.TAG_DIRTY: str(code.dirty).lower(),
-            "mlflow.source.git.commit": code.commit or "",
-            **tracking.context_tags(),
-        },
-    )
-    run_id = run.info.run_id
+    tags = {
+        tracking.TAG_STAGE: "pipeline",
+        tracking.TAG_COMMIT: code.commit or "none",
+        tracking.TAG_DIRTY: str(code.dirty).lower(),
+        "mlflow.source.git.commit": code.commit or "",
+    }
+    # Under `mlflow run` (MLproject) the project run is the pipeline run; it ends it too.
+    outer_run = os.environ.get("MLFLOW_RUN_ID")
+    if outer_run:
+        run_id = outer_run
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    else:
+        run_id = client.create_run(experiment, run_name="pipeline", tags={**tags, **tracking.context_tags()}).info.run_id
     for key, value in sorted(flatten(params.model_dump(mode="json")).items()):
         client.log_param(run_id, key, str(value))
     env = {**os.environ, tracking.PARENT_ENV: run_id}
@@ -76,5 +78,6 @@ def run_pipeline(root: Path, *, force: bool = False) -> PipelineResult:
     )
     stage_runs = {child.data.tags.get(tracking.TAG_STAGE, "?"): child.info.run_id for child in children}
     client.set_tag(run_id, "reprobook.stages_run", ",".join(stage_runs) or "none")
-    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    if not outer_run:
+        client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
     return PipelineResult(root=root, run_id=run_id, ok=ok, seconds=time.time() - started, stage_runs=stage_runs)

@@ -50,6 +50,16 @@ def _warm_mlflow() -> threading.Thread:
     return thread
 
 
+def _ipc_kernel_manager() -> type:
+    """A kernel manager on local IPC sockets: no TCP ports opened, nothing sent in clear."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = "ipc"
+
+    return IPCKernelManager
+
+
 def execute_notebook(stage: str, root: Path, params: Params, progress: bool) -> tuple[Path, str | None]:
     """Run the stage notebook; return the executed notebook and the error message, if any."""
     import papermill
@@ -71,6 +81,7 @@ def execute_notebook(stage: str, root: Path, params: Params, progress: bool) -> 
             cwd=str(root),
             progress_bar=progress,
             log_output=False,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as exc:
         return executed, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"

@@ -117,8 +117,10 @@ def context_tags(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Tags from the calling context: the pipeline run and DVC experiment, extra tags."""
     environ = dict(os.environ if environ is None else environ)
     tags: dict[str, str] = {}
-    if environ.get(PARENT_ENV):
-        tags[TAG_PARENT] = tags[TAG_PIPELINE] = environ[PARENT_ENV]
+    # `mlflow run` (MLproject) exports MLFLOW_RUN_ID: its run is then the parent.
+    parent = environ.get(PARENT_ENV) or environ.get("MLFLOW_RUN_ID")
+    if parent:
+        tags[TAG_PARENT] = tags[TAG_PIPELINE] = parent
     if environ.get("DVC_EXP_NAME"):
         tags[TAG_DVC_EXP] = environ["DVC_EXP_NAME"]
     if environ.get("DVC_EXP_BASELINE_REV"):
