@@ -9,6 +9,7 @@ original working tree is consulted. See docs/run-record.md.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,7 @@ def load_record(client, run_id: str) -> RunRecord:
 def _record_files(client, run_id: str) -> dict[str, str]:
     if not client.list_artifacts(run_id, tracking.RECORD_DIR):
         return {}
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a few small files: no bars
     with tempfile.TemporaryDirectory(prefix="reprobook-record-") as folder:
         local = Path(client.download_artifacts(run_id, tracking.RECORD_DIR, folder))
         return {path.name: path.read_text() for path in sorted(local.iterdir()) if path.is_file()}

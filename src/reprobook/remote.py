@@ -95,7 +95,7 @@ def _tree_entries(odb, oid: str) -> list[str]:
 
 def locate(root: Path, oids: list[str]) -> DataStores:
     """Which of ``oids`` (DVC md5s, ``.dir`` included) neither the cache nor the default remote holds."""
-    from dvc.exceptions import NoRemoteError
+    from dvc.config import NoRemoteError
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:

@@ -1,0 +1,130 @@
+"""``reprobook reproduce``: refusals before any work, then real reproductions from a fresh clone.
+
+Real git, real DVC (a local remote in a temporary directory), real MLflow
+SQLite. The refusal tests log hand-written records (tests/test_compare.py);
+the end-to-end test runs the pipeline twice with different params, commits,
+and reproduces both runs from a clone in another directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, copy_project, set_params, sh
+from reprobook import record, reproduce, tracking
+from test_compare import log_stage_run
+
+REMOTE_NAME = "storage"
+
+
+def use_remote(root: Path, url: Path) -> None:
+    """Point the repository's default DVC remote at ``url`` (local config: the test's own store)."""
+    sh([str(BIN / "dvc"), "remote", "add", "--local", "--force", "--default", REMOTE_NAME, str(url)], root)
+
+
+def head(root: Path) -> str:
+    return sh(["git", "rev-parse", "HEAD"], root).stdout.strip()
+
+
+def commit_all(root: Path, message: str) -> str:
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", message], root)
+    return head(root)
+
+
+def clone(source: Path, target: Path, remote_url: Path) -> Path:
+    """A fresh clone elsewhere: its own (empty) DVC cache, the same remote."""
+    sh(["git", "clone", "-q", str(source), str(target)], source.parent)
+    use_remote(target, remote_url)
+    return target
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@pytest.fixture
+def data_project(tmp_path: Path) -> dict:
+    """A project whose raw data is DVC-tracked: version 1 pushed, version 2 committed but never pushed."""
+    root = copy_project(tmp_path / "project")
+    remote_dir = tmp_path / "remote"
+    use_remote(root, remote_dir)
+    raw = root / "data" / "raw" / "loans.csv"
+    raw.write_text("a,b\n1,2\n")
+    sh([str(BIN / "dvc"), "add", "data/raw/loans.csv"], root)
+    pushed = commit_all(root, "data v1")
+    sh([str(BIN / "dvc"), "push"], root)
+    raw.write_text("a,b\n1,2\n3,4\n")
+    sh([str(BIN / "dvc"), "add", "data/raw/loans.csv"], root)
+    unpushed = commit_all(root, "data v2, not pushed")
+    return {"root": root, "remote": remote_dir, "pushed": pushed, "unpushed": unpushed}
+
+
+def no_reproduction_runs(client) -> bool:
+    experiment = client.get_experiment_by_name("reprobook")
+    return not client.search_runs([experiment.experiment_id], filter_string="tags.`reprobook.stage` = 'reproduction'")
+
+
+def test_data_never_pushed_is_refused_before_any_work(store, data_project, tmp_path):
+    fresh = clone(data_project["root"], tmp_path / "fresh", data_project["remote"])
+    run_id = log_stage_run(store, stage="data", commit=data_project["unpushed"],
+                           tags={record.TAG_DATA_PUSHED: "false", record.TAG_DATA_PUSH_ERROR: "no remote"})
+    with pytest.raises(reproduce.NotReproducible) as refused:
+        reproduce.reproduce(fresh, run_id)
+    message = str(refused.value)
+    assert "data not retrievable: data/raw/loans.csv.dvc" in message
+    assert "never pushed" in message and str(data_project["remote"]) in message
+    assert no_reproduction_runs(store)
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("reprobook-reproduce-*/checkout/.git/reprobook-run.diff"))
+
+
+def test_pushed_data_passes_preflight_from_a_fresh_clone(store, data_project, tmp_path):
+    fresh = clone(data_project["root"], tmp_path / "fresh", data_project["remote"])
+    run_id = log_stage_run(store, stage="data", commit=data_project["pushed"])
+    plan = reproduce.preflight(fresh, record.load_record(store, run_id))
+    assert list(plan.dvc_files) == ["data/raw/loans.csv.dvc"] and plan.stores.missing == []
+
+
+def test_data_changed_in_uncommitted_dvc_file_is_checked_too(store, data_project, tmp_path):
+    """A dirty run's .dvc files come from its diff: data added but not committed is still found missing."""
+    root = data_project["root"]
+    sh(["git", "reset", "-q", "--hard", data_project["pushed"]], root)
+    (root / "data/raw/loans.csv").write_text("a,b\n9,9\n")
+    sh([str(BIN / "dvc"), "add", "data/raw/loans.csv"], root)
+    diff = sh(["git", "diff", "HEAD", "--binary"], root).stdout
+    fresh = clone(root, tmp_path / "fresh", data_project["remote"])
+    run_id = log_stage_run(store, stage="data", commit=data_project["pushed"], status=" M data/raw/loans.csv.dvc\n")
+    store.log_text(run_id, diff, "record/git.diff")
+    with pytest.raises(reproduce.NotReproducible, match="data not retrievable"):
+        reproduce.preflight(fresh, record.load_record(store, run_id))
+
+
+def test_missing_commit_is_a_clear_error(store, data_project):
+    run_id = log_stage_run(store, commit="c" * 40)
+    with pytest.raises(reproduce.NotReproducible, match=f"commit {'c' * 40} is not in the repository"):
+        reproduce.reproduce(data_project["root"], run_id)
+    assert no_reproduction_runs(store)
+
+
+def test_failed_run_is_refused_with_its_error(store, data_project):
+    run_id = log_stage_run(store, commit=data_project["pushed"], error="cell 3: ValueError: bad")
+    with pytest.raises(reproduce.NotReproducible, match="did not finish .*ValueError: bad"):
+        reproduce.reproduce(data_project["root"], run_id)
+
+
+def test_pipeline_run_is_not_a_stage_run(store, data_project):
+    experiment = store.get_experiment_by_name("reprobook") or store.create_experiment("reprobook")
+    experiment_id = experiment.experiment_id if hasattr(experiment, "experiment_id") else experiment
+    run_id = store.create_run(experiment_id, tags={tracking.TAG_STAGE: "pipeline"}).info.run_id
+    with pytest.raises(record.ReprobookError, match="ran no stage"):
+        reproduce.reproduce(data_project["root"], run_id)
