@@ -128,3 +128,82 @@ def test_pipeline_run_is_not_a_stage_run(store, data_project):
     run_id = store.create_run(experiment_id, tags={tracking.TAG_STAGE: "pipeline"}).info.run_id
     with pytest.raises(record.ReprobookError, match="ran no stage"):
         reproduce.reproduce(data_project["root"], run_id)
+
+
+# --- end to end: two runs with different params, reproduced from a fresh clone ---------------------
+
+SMALL = {"data.n_rows": 1000, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40}
+
+
+def stage_run_of(client, pipeline_run_id: str, stage: str):
+    runs = record.stage_children(client, pipeline_run_id)
+    return next(r for r in runs if r.stage == stage)
+
+
+def reprobook(root: Path, *args: str, uri: str, check: bool = True):
+    return sh([str(BIN / "reprobook"), *args], root, check=check, MLFLOW_TRACKING_URI=uri)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> dict:
+    """Run A (committed params) and run B (max_depth changed, plus an uncommitted code comment)."""
+    base = tmp_path_factory.mktemp("reproduce-e2e")
+    root = copy_project(base / "project", commit=False)
+    set_params(root, **SMALL)
+    sh(["git", "init", "-q", "-b", "main"], root)
+    commit_all(root, "small project")
+    use_remote(root, base / "remote")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    first = reprobook(root, "run", uri=uri)
+    set_params(root, **{"model.params.max_depth": 2})
+    module = root / "src/reprobook/metrics.py"
+    module.write_text(module.read_text() + "\n# an uncommitted comment: the tree is dirty\n")
+    second = reprobook(root, "run", uri=uri)
+    runs = {}
+    for name, result in (("a", first), ("b", second)):
+        pipeline_id = result.stdout.split("(MLflow run ")[1].split(")")[0]
+        runs[name] = stage_run_of(client, pipeline_id, "modeling")
+    fresh = base / "fresh"
+    sh(["git", "clone", "-q", str(root), str(fresh)], base)
+    use_remote(fresh, base / "remote")
+    return {"root": root, "fresh": fresh, "uri": uri, "client": client, **runs}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_both_runs_reproduce_from_a_fresh_clone(two_runs, which):
+    original = two_runs[which]
+    result = reprobook(two_runs["fresh"], "reproduce", original.run_id, uri=two_runs["uri"], check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "REPRODUCED" in output and "NOT REPRODUCED" not in output
+    client = two_runs["client"]
+    repro = client.search_runs(
+        [original.experiment_id],
+        filter_string=f"tags.`reprobook.stage` = 'reproduction' and tags.`reprobook.reproduction_of` = '{original.run_id}'",
+    )[0]
+    assert repro.data.tags["reprobook.verdict"] == "reproduced" and repro.data.metrics["reproduction.reproduced"] == 1
+    new = record.load_record(client, repro.data.tags["reprobook.reproduction_stage_run"])
+    assert new.tags[record.TAG_REPRODUCTION_OF] == original.run_id
+    assert new.metrics == original.metrics and new.prediction_digest == original.prediction_digest
+    assert new.inputs == original.inputs and new.params == original.params
+    if which == "b":
+        assert "DIRTY" in output and "git apply" in output, "a dirty run is flagged and its diff applied"
+        assert new.params["model.params.max_depth"] == "2"
+
+
+@pytest.mark.e2e
+def test_compare_shows_the_differing_param_and_metric_delta(two_runs):
+    a, b = two_runs["a"], two_runs["b"]
+    markdown = reprobook(two_runs["root"], "compare", a.run_id, b.run_id, "--format", "markdown",
+                         uri=two_runs["uri"]).stdout
+    assert "| model.params.max_depth | 4 | 2 |" in markdown
+    delta = b.metrics["test.roc_auc"] - a.metrics["test.roc_auc"]
+    assert f"{delta:+.6g}" in markdown
+    payload = json.loads(reprobook(two_runs["root"], "compare", a.run_id, b.run_id, "--format", "json",
+                                   uri=two_runs["uri"]).stdout)
+    assert [row["key"] for row in payload["params"]] == ["model.params.max_depth"]
+    assert "src/reprobook/metrics.py" in json.dumps(payload["code"]), "B's uncommitted code change is shown"
