@@ -127,6 +127,13 @@ def _top_values(counts: pd.Series) -> list[dict[str, Any]]:
     return [{"value": v, "count": int(c)} for v, c in zip(frame["value"], frame["count"])]
 
 
+def _distinct_sorted(sorted_values: np.ndarray) -> int:
+    """Distinct values of a sorted array (-0.0 and 0.0 are one value, as they compare equal)."""
+    if sorted_values.size == 0:
+        return 0
+    return int(np.count_nonzero(sorted_values[1:] != sorted_values[:-1])) + 1
+
+
 def _numeric_statistics(name: str, kind: Kind, series: pd.Series) -> ColumnStatistics:
     values = numeric_values(series)
     missing = int(np.isnan(values).sum())
@@ -138,7 +145,7 @@ def _numeric_statistics(name: str, kind: Kind, series: pd.Series) -> ColumnStati
         kind=kind,
         count=int(values.size),
         missing=missing,
-        distinct=int(np.unique(present + 0.0).size) if present.size else 0,
+        distinct=_distinct_sorted(finite) + int(np.unique(present[~finite_mask]).size),
         n_infinite=int((~finite_mask).sum()),
     )
     if finite.size:
