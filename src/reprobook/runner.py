@@ -209,7 +209,7 @@ def _read_metrics(path: Path) -> dict[str, float]:
 
 
 def _prediction_digest(root: Path, stage: str) -> str | None:
-    path = root / "reports" / stage / "outputs" / "digest.json"
+    path = root / "reports" / stage / "digest.json"
     if not path.is_file():
         return None
     return json.loads(path.read_text()).get("prediction_digest")
