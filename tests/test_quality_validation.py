@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,8 +120,10 @@ def test_all_missing_column_is_reported(schema):
 def test_infinity_in_numeric_column(schema):
     df = clean()
     df.loc[[0, 1], "income"] = [np.inf, -np.inf]
-    anomaly = only(validate(df, schema), "non_finite")
+    report = validate(df, schema)
+    anomaly = only(report, "non_finite")
     assert anomaly.count == 2 and anomaly.severity == "error"
+    assert json.loads(json.dumps(report.to_dict(), allow_nan=False))["anomalies"][0]["examples"] == ["inf", "-inf"]
 
 
 def test_duplicate_rows(schema):

@@ -36,7 +36,10 @@ class Anomaly:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-safe: non-finite example numbers become the strings 'inf', '-inf', 'nan'."""
+        data = asdict(self)
+        data["examples"] = [str(v) if isinstance(v, float) and not math.isfinite(v) else v for v in self.examples]
+        return data
 
 
 @dataclass
