@@ -161,3 +161,12 @@ def test_report_renderings_name_the_columns(schema, tmp_path):
     html = report.to_html(tmp_path / "v.html").read_text()
     assert "income" in html and "mars" in html and "<script" not in html
     assert report.to_dict()["valid"] is False
+
+
+def test_duplicates_need_every_column_equal():
+    df = pd.DataFrame({"x": [1.0, 1.0, np.nan, np.nan], "t": ["a", "b", None, None]})
+    schema = infer_schema(df)
+    anomaly = only(validate(df, schema), "duplicate_rows")
+    assert anomaly.count == 1 and anomaly.examples == [3]  # the two all-missing rows; 'a' != 'b'
+    text_only = pd.DataFrame({"t": ["a", "b", "a"]})
+    assert only(validate(text_only, infer_schema(text_only)), "duplicate_rows").examples == [2]

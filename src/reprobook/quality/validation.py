@@ -218,12 +218,52 @@ def _column_checks(name: str, series: pd.Series, spec: ColumnSchema, limit: int)
         yield from _categorical_checks(name, series, spec, limit)
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(hashes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Fold one column's 64-bit words into the running row hashes (multiply-xorshift)."""
+    with np.errstate(over="ignore"):
+        hashes = (hashes ^ bits) * _GOLDEN
+    return hashes ^ (hashes >> np.uint64(31))
+
+
+def _column_bits(column: pd.Series) -> np.ndarray:
+    """64-bit words equal exactly when values are equal (NaNs canonical, -0.0 as 0.0, text via codes)."""
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        values = column.to_numpy(dtype="float64", na_value=np.nan) + 0.0
+        values[np.isnan(values)] = np.nan
+        return values.view(np.uint64)
+    return pd.factorize(column, use_na_sentinel=True)[0].astype(np.uint64)
+
+
+def _colliding(hashes: np.ndarray) -> np.ndarray:
+    """Rows whose hash occurs more than once (a sort, not a hash table: several times faster)."""
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    return np.isin(hashes, repeated) if repeated.size else np.zeros(hashes.size, dtype=bool)
+
+
+def _duplicate_candidates(df: pd.DataFrame) -> np.ndarray:
+    """Rows that may repeat an earlier row: numeric columns first, text columns only if needed."""
+    numeric = [i for i in range(df.shape[1]) if pd.api.types.is_numeric_dtype(df.iloc[:, i].dtype)]
+    text = [i for i in range(df.shape[1]) if i not in numeric]
+    hashes = np.zeros(len(df), dtype=np.uint64)
+    for i in numeric:
+        hashes = _mix(hashes, _column_bits(df.iloc[:, i]))
+    candidates = _colliding(hashes) if numeric else np.ones(len(df), dtype=bool)
+    if text and candidates.mean() > 0.01:
+        for i in text:
+            hashes = _mix(hashes, _column_bits(df.iloc[:, i]))
+        candidates = _colliding(hashes)
+    return candidates
+
+
 def _duplicate_rows(df: pd.DataFrame, limit: int) -> Iterator[Anomaly]:
-    """Rows equal to an earlier row: 64-bit row hashes find candidates, an exact comparison confirms."""
+    """Rows equal to an earlier row: 64-bit row hashes find candidates, an exact comparison confirms them."""
     if df.shape[1] == 0 or len(df) < 2:
         return
-    hashes = pd.util.hash_pandas_object(df, index=False)
-    candidates = hashes.duplicated(keep=False).to_numpy()
+    candidates = _duplicate_candidates(df)
     if not candidates.any():
         return
     duplicated = df[candidates].duplicated(keep="first")
