@@ -9,7 +9,7 @@ from typing import Any
 
 from reprobook.quality import html
 from reprobook.quality.drift_config import DriftConfig
-from reprobook.quality.statistics import _json_safe
+from reprobook.quality.jsonsafe import json_safe
 
 
 @dataclass
@@ -36,7 +36,7 @@ class ColumnDrift:
     distribution: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
     def reason(self) -> str:
         """Why the column drifted (or not), in words."""

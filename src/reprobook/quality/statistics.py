@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from reprobook.quality.io import iter_chunks, table_format
+from reprobook.quality.jsonsafe import json_safe
 from reprobook.quality.kinds import Kind, category_values, column_kind, is_numeric, merge_kinds, numeric_values
 from reprobook.quality.moments import Moments
 from reprobook.quality.sketches import DistinctSketch, QuantileSketch, quantiles_of_sorted
@@ -64,7 +65,7 @@ class ColumnStatistics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN becomes None)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 @dataclass
@@ -87,21 +88,6 @@ class DatasetStatistics:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe, deterministic dict: same data, same output."""
         return {"n_rows": self.n_rows, "n_columns": len(self.columns), "columns": [c.to_dict() for c in self.columns]}
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if np.isfinite(value) else None
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def histogram_edges(low: float | None, high: float | None, bins: int = HISTOGRAM_BINS) -> np.ndarray | None:
