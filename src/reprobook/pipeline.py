@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reprobook import gitinfo, tracking
+from reprobook import gitinfo, remote, tracking
 from reprobook.params import flatten, load_params
 from reprobook.paths import PARAMS_FILE
 
@@ -26,6 +26,7 @@ class PipelineResult:
     ok: bool
     seconds: float
     stage_runs: dict[str, str] = field(default_factory=dict)
+    data: str = ""
 
     def summary(self) -> str:
         verdict = "finished" if self.ok else "FAILED"
@@ -33,6 +34,7 @@ class PipelineResult:
         return "\n".join(
             [
                 f"pipeline {verdict} in {self.seconds:.1f}s (MLflow run {self.run_id}); stages run: {ran}",
+                *([f"  data:     {self.data}"] if self.data else []),
                 f"  reports:  {self.root / 'reports'}/<stage>/notebook.html",
                 f"  metrics:  dvc metrics show   |  plots: dvc plots show",
                 f"  runs:     reprobook runs     |  mlflow ui --backend-store-uri {tracking.tracking_uri(self.root)}",
@@ -78,6 +80,10 @@ def run_pipeline(root: Path, *, force: bool = False) -> PipelineResult:
     )
     stage_runs = {child.data.tags.get(tracking.TAG_STAGE, "?"): child.info.run_id for child in children}
     client.set_tag(run_id, "reprobook.stages_run", ",".join(stage_runs) or "none")
+    # Push the data the runs used, so a clone elsewhere can reproduce them; the runs say whether it was.
+    data = remote.push_after_run(root, [run_id, *stage_runs.values()]) if ok else ""
     if not outer_run:
         client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
-    return PipelineResult(root=root, run_id=run_id, ok=ok, seconds=time.time() - started, stage_runs=stage_runs)
+    return PipelineResult(
+        root=root, run_id=run_id, ok=ok, seconds=time.time() - started, stage_runs=stage_runs, data=data
+    )
