@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, copy_project, set_params, sh
-from reprobook import record, reproduce, tracking
+from reprobook import record, remote, reproduce, tracking
 from test_compare import log_stage_run
 
 REMOTE_NAME = "storage"
@@ -135,18 +135,19 @@ def test_pipeline_run_is_not_a_stage_run(store, data_project):
 SMALL = {"data.n_rows": 1000, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40}
 
 
-def stage_run_of(client, pipeline_run_id: str, stage: str):
-    runs = record.stage_children(client, pipeline_run_id)
-    return next(r for r in runs if r.stage == stage)
-
-
 def reprobook(root: Path, *args: str, uri: str, check: bool = True):
-    return sh([str(BIN / "reprobook"), *args], root, check=check, MLFLOW_TRACKING_URI=uri)
+    """The command line, with a console wide enough that table cells are not folded."""
+    return sh([str(BIN / "reprobook"), *args], root, check=check, MLFLOW_TRACKING_URI=uri, COLUMNS="200")
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> dict:
-    """Run A (committed params) and run B (max_depth changed, plus an uncommitted code comment)."""
+    """Run A (committed params) and run B (max_depth changed, plus an uncommitted code comment), pushed.
+
+    ``dvc repro modeling`` rather than ``reprobook run``: the stage runs are the
+    same and error analysis is not needed here (tests/test_pipeline_e2e.py
+    covers ``reprobook run``).
+    """
     base = tmp_path_factory.mktemp("reproduce-e2e")
     root = copy_project(base / "project", commit=False)
     set_params(root, **SMALL)
@@ -157,15 +158,18 @@ def two_runs(tmp_path_factory) -> dict:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    first = reprobook(root, "run", uri=uri)
-    set_params(root, **{"model.params.max_depth": 2})
-    module = root / "src/reprobook/metrics.py"
-    module.write_text(module.read_text() + "\n# an uncommitted comment: the tree is dirty\n")
-    second = reprobook(root, "run", uri=uri)
+    modeling_runs = "tags.`reprobook.stage` = 'modeling'"
     runs = {}
-    for name, result in (("a", first), ("b", second)):
-        pipeline_id = result.stdout.split("(MLflow run ")[1].split(")")[0]
-        runs[name] = stage_run_of(client, pipeline_id, "modeling")
+    for name in "ab":
+        if name == "b":
+            set_params(root, **{"model.params.max_depth": 2})
+            module = root / "src/reprobook/estimators.py"  # a modeling-only dependency
+            module.write_text(module.read_text() + "\n# an uncommitted comment: the tree is dirty\n")
+        sh([str(BIN / "dvc"), "repro", "modeling"], root, MLFLOW_TRACKING_URI=uri)
+        latest = client.search_runs([client.get_experiment_by_name("reprobook").experiment_id], modeling_runs,
+                                    order_by=["attributes.start_time DESC"], max_results=1)[0]
+        runs[name] = record.load_record(client, latest.info.run_id)
+        assert remote.push_after_run(root, [latest.info.run_id]).startswith("data pushed")  # as `reprobook run` does
     fresh = base / "fresh"
     sh(["git", "clone", "-q", str(root), str(fresh)], base)
     use_remote(fresh, base / "remote")
@@ -175,11 +179,17 @@ def two_runs(tmp_path_factory) -> dict:
 @pytest.mark.e2e
 @pytest.mark.parametrize("which", ["a", "b"])
 def test_both_runs_reproduce_from_a_fresh_clone(two_runs, which):
+    """A re-runs scoping, data and modeling (--full); B re-runs modeling on splits pulled from the remote."""
     original = two_runs[which]
-    result = reprobook(two_runs["fresh"], "reproduce", original.run_id, uri=two_runs["uri"], check=False)
+    full = ["--full"] if which == "a" else []
+    result = reprobook(two_runs["fresh"], "reproduce", original.run_id, *full, uri=two_runs["uri"], check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "REPRODUCED" in output and "NOT REPRODUCED" not in output
+    if full:
+        assert "every stage up to modeling re-run" in output
+    else:
+        assert "(scoping, data) restored from DVC at the recorded hashes" in output
     client = two_runs["client"]
     repro = client.search_runs(
         [original.experiment_id],
@@ -206,4 +216,4 @@ def test_compare_shows_the_differing_param_and_metric_delta(two_runs):
     payload = json.loads(reprobook(two_runs["root"], "compare", a.run_id, b.run_id, "--format", "json",
                                    uri=two_runs["uri"]).stdout)
     assert [row["key"] for row in payload["params"]] == ["model.params.max_depth"]
-    assert "src/reprobook/metrics.py" in json.dumps(payload["code"]), "B's uncommitted code change is shown"
+    assert "src/reprobook/estimators.py" in json.dumps(payload["code"]), "B's uncommitted code change is shown"

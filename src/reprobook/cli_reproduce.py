@@ -22,6 +22,9 @@ def reproduce_command(
     run_id: Annotated[str, typer.Argument(help="MLflow run id of a stage run (a pipeline run means its last stage)")],
     rtol: Annotated[float, typer.Option(help="relative tolerance on quality metrics (default: exact)")] = 0.0,
     atol: Annotated[float, typer.Option(help="absolute tolerance on quality metrics (default: exact)")] = 0.0,
+    full: Annotated[
+        bool, typer.Option("--full", help="re-run every stage up to the run's stage, not only the stage itself")
+    ] = False,
     keep: Annotated[
         Optional[Path], typer.Option(help="build the checkout in this (new) directory and keep it")
     ] = None,
@@ -34,7 +37,7 @@ def reproduce_command(
     from reprobook.paths import project_root
     from reprobook.reproduce import NOT_REPRODUCED_EXIT, reproduce, verdict_table
 
-    verdict = reproduce(project_root(), run_id, rtol=rtol, atol=atol, keep=keep)
+    verdict = reproduce(project_root(), run_id, rtol=rtol, atol=atol, full=full, keep=keep)
     out.print(verdict_table(verdict))
     if not verdict.reproduced:
         raise typer.Exit(NOT_REPRODUCED_EXIT)

@@ -5,8 +5,10 @@ refuses, naming every reason, when the run cannot be reproduced (it failed,
 its commit is gone, its data is in neither the DVC cache nor the remote);
 (2) an isolated checkout (a ``git clone --shared`` at the commit, the run's
 uncommitted diff applied, ``record/params.yaml`` restored, the DVC cache
-shared, the data pulled) re-runs ``dvc repro --force STAGE`` with its stage
-runs logged to the same MLflow store under a ``reproduction`` run; (3) the new
+shared, the data pulled) re-runs the stage -- on its upstream outputs restored
+from DVC at the recorded hashes, or (``--full``, or when they are not
+retrievable) with every stage up to it -- with its stage runs logged to the
+same MLflow store under a ``reproduction`` run; (3) the new
 stage run is compared with the original (:mod:`reprobook.compare`) and the
 verdict is logged on the reproduction run.
 """
@@ -215,6 +217,33 @@ def make_checkout(root: Path, plan: Plan, target: Path) -> list[str]:
     return notes
 
 
+def restore_upstream(checkout: Path, plan: Plan) -> list[str]:
+    """Check out the outputs of the stages before the run's stage, at the hashes its dvc.lock recorded.
+
+    Returns the restored stages, or [] when the record has no lock or DVC cannot
+    restore them (then every stage up to the run's stage is re-run instead).
+    """
+    from reprobook.pipeline import dvc_executable
+    from reprobook.stages import ORDER
+
+    lock_text = plan.record.files.get("dvc.lock")
+    upstream = list(ORDER[: ORDER.index(plan.record.stage)])
+    recorded = (yaml.safe_load(lock_text) or {}).get("stages", {}) if lock_text else {}
+    if not upstream or any(stage not in recorded for stage in upstream):
+        return []
+    committed = (checkout / "dvc.lock").read_text() if (checkout / "dvc.lock").is_file() else None
+    (checkout / "dvc.lock").write_text(lock_text)
+    fetch = "checkout" if plan.stores.remote_url == remote.NO_REMOTE else "pull"
+    restored = subprocess.run([dvc_executable(), fetch, "--quiet", *upstream], cwd=checkout, capture_output=True, text=True)
+    if restored.returncode == 0:
+        return upstream
+    if committed is None:
+        (checkout / "dvc.lock").unlink()
+    else:
+        (checkout / "dvc.lock").write_text(committed)
+    return []
+
+
 def stage_environment(checkout: Path, uri: str, reproduction_run_id: str, run_id: str) -> dict[str, str]:
     """The checkout's code first on the path, the same store, runs tagged as a reproduction."""
     env = {k: v for k, v in os.environ.items() if k not in ("REPROBOOK_PROJECT", "MLFLOW_RUN_ID", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")}
@@ -229,12 +258,15 @@ def stage_environment(checkout: Path, uri: str, reproduction_run_id: str, run_id
     return env
 
 
-def judge(original: RunRecord, new: RunRecord | None, notes: list[str], rtol: float, atol: float) -> list[Check]:
-    """The verdict's checks: metrics, predictions, data, params (decide); code, environment (inform)."""
+def judge(original: RunRecord, new: RunRecord | None, notes: list[str], rtol: float, atol: float,
+          execution: str = "") -> list[Check]:
+    """The verdict's checks: metrics, predictions, data, params (decide); code, environment (inform).
+
+    ``notes`` say what was done to the code (diff applied); ``execution`` how the stage was re-run.
+    """
     if new is None:
-        return [Check("stage run", False, original.status, "missing",
-                      "; ".join(["the reproduction produced no stage run", *notes]))]
-    checks = [Check("stage run", new.status == "FINISHED", original.status, new.status, new.error or "")]
+        return [Check("stage run", False, original.status, "missing", f"no stage run was produced; {execution}")]
+    checks = [Check("stage run", new.status == "FINISHED", original.status, new.status, new.error or execution)]
     comparison = compare.compare_records([original, new])
     metric_rows = [row for row in comparison.metrics]
     mismatched = [row for row in metric_rows if not compare.metrics_match(*row.values, rtol=rtol, atol=atol)]
@@ -289,10 +321,26 @@ def _log_verdict(client, verdict: Verdict) -> None:
     client.log_text(verdict.reproduction_run_id, json.dumps(asdict(verdict), indent=2), "reproduction/verdict.json")
 
 
-def reproduce(root: Path, run_id: str, *, rtol: float = 0.0, atol: float = 0.0, keep: Path | None = None) -> Verdict:
-    """Preflight, checkout, re-run and judge ``run_id``; raise :class:`NotReproducible` before any work."""
+def repro_command(checkout: Path, plan: Plan, full: bool) -> tuple[list[str], str]:
+    """The ``dvc repro`` to run and how it re-executes.
+
+    By default only the run's stage re-runs, on upstream outputs restored at the
+    hashes its record names (the inputs digests then confirm the data); with
+    ``full``, or when they cannot be restored, every stage up to it re-runs.
+    """
     from reprobook.pipeline import dvc_executable
 
+    stage = plan.record.stage
+    restored = [] if full else restore_upstream(checkout, plan)
+    if restored:
+        how = f"upstream outputs ({', '.join(restored)}) restored from DVC at the recorded hashes; {stage} re-run"
+        return [dvc_executable(), "repro", "--force", "--single-item", stage], how
+    return [dvc_executable(), "repro", "--force", stage], f"every stage up to {stage} re-run"
+
+
+def reproduce(root: Path, run_id: str, *, rtol: float = 0.0, atol: float = 0.0, full: bool = False,
+              keep: Path | None = None) -> Verdict:
+    """Preflight, checkout, re-run and judge ``run_id``; raise :class:`NotReproducible` before any work."""
     started = time.time()
     client = tracking.client(root)
     original = resolve_stage_run(client, run_id)
@@ -309,13 +357,13 @@ def reproduce(root: Path, run_id: str, *, rtol: float = 0.0, atol: float = 0.0, 
     try:
         notes = make_checkout(root, plan, checkout)
         env = stage_environment(checkout, uri, reproduction_id, original.run_id)
-        repro = subprocess.run([dvc_executable(), "repro", "--force", original.stage], cwd=checkout, env=env,
-                               capture_output=True, text=True)
+        command, execution = repro_command(checkout, plan, full)
+        repro = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
         if repro.returncode != 0:
-            notes.append(f"dvc repro exited {repro.returncode}: {_last_line(repro.stderr or repro.stdout)}")
+            execution += f"; dvc repro exited {repro.returncode}: {_last_line(repro.stderr or repro.stdout)}"
         children = [r for r in stage_children(client, reproduction_id) if r.stage == original.stage]
         new = children[-1] if children else None
-        checks = judge(original, new, notes, rtol, atol)
+        checks = judge(original, new, notes, rtol, atol, execution=execution)
         verdict = Verdict(
             run_id=original.run_id, stage=original.stage,
             reproduced=all(c.ok is not False for c in checks),
