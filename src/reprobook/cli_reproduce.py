@@ -23,7 +23,8 @@ def reproduce_command(
     rtol: Annotated[float, typer.Option(help="relative tolerance on quality metrics (default: exact)")] = 0.0,
     atol: Annotated[float, typer.Option(help="absolute tolerance on quality metrics (default: exact)")] = 0.0,
     full: Annotated[
-        bool, typer.Option("--full", help="re-run every stage up to the run's stage, not only the stage itself")
+        bool, typer.Option("--full", help="re-run every stage up to the run's stage; by default only the stage re-runs, "
+                                     "on upstream outputs restored from DVC at the recorded hashes")
     ] = False,
     keep: Annotated[
         Optional[Path], typer.Option(help="build the checkout in this (new) directory and keep it")
@@ -31,8 +32,9 @@ def reproduce_command(
 ) -> None:
     """Rebuild a run from its record (commit, diff, data, params), re-run it, and say whether it reproduced.
 
-    Refuses before doing any work when the run cannot be reproduced. Exit code 0
-    only when it reproduced; 3 when it ran but did not reproduce.
+    Refuses before doing any work, saying why, when the run cannot be reproduced
+    (exit 1). Exit code 0 only when it reproduced; 3 when it ran but did not.
+    From another clone, point MLFLOW_TRACKING_URI at the store holding the run.
     """
     from reprobook.paths import project_root
     from reprobook.reproduce import NOT_REPRODUCED_EXIT, reproduce, verdict_table
