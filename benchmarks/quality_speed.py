@@ -78,8 +78,13 @@ def child_ours(ref_path: str, cur_path: str, repeats: int) -> dict:
 
     from reprobook.quality import compute_statistics, detect_drift, infer_schema, validate
 
+    import pyarrow as pa
+
     start = time.perf_counter()
-    reference, current = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
+    reference = pd.read_parquet(ref_path)
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed conversion buffers otherwise
+    current = pd.read_parquet(cur_path)
+    pa.default_memory_pool().release_unused()
     load = time.perf_counter() - start
     data_mb = (reference.memory_usage(deep=True).sum() + current.memory_usage(deep=True).sum()) / 2**20
     rss_loaded = current_rss_mb()

@@ -10,8 +10,6 @@ Columns are processed in parallel threads (numpy sorts release the GIL).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pandas as pd
 
@@ -21,6 +19,7 @@ from reprobook.quality.drift_config import DriftConfig
 from reprobook.quality.drift_report import ColumnDrift, DriftReport
 from reprobook.quality.kinds import category_values, column_kind, is_numeric, numeric_values
 from reprobook.quality.multiple_testing import adjust
+from reprobook.quality.parallel import parallel_map
 from reprobook.quality.sketches import quantiles_of_sorted
 from reprobook.quality.statistics import counts_in_bins, histogram_edges
 
@@ -69,12 +68,11 @@ def numeric_drift(name: str, reference: pd.Series, current: pd.Series, config: D
         result.test = "none"
         result.note = "; ".join(notes + ["no finite values on one side: not tested"])
         return result
+    max_s, min_s, wasserstein = t.ecdf_comparison(a, b)
     if max(a.size, b.size) <= t.EXACT_KS_MAX_N:
         result.statistic, ks_p = t.ks_two_sample(a, b)
-        values, fa, fb = t.merged_cdfs(a, b)
     else:
-        values, fa, fb = t.merged_cdfs(a, b)
-        result.statistic, ks_p = t.ks_from_cdfs(fa, fb, a.size, b.size)
+        result.statistic, ks_p = t.ks_asymptotic(max_s, min_s, a.size, b.size)
     p_values = [ks_p]
     if ref_missing or cur_missing:
         result.missing_p_value = t.missing_share_test(ref_missing, ref_values.size, cur_missing, cur_values.size)
@@ -83,7 +81,6 @@ def numeric_drift(name: str, reference: pd.Series, current: pd.Series, config: D
     inner = np.unique(quantiles_of_sorted(a, np.linspace(0, 1, config.quantile_bins + 1)[1:-1]))
     p_ref, p_cur = t.proportions_in_bins(a, inner), t.proportions_in_bins(b, inner)
     std = float(a.std())
-    wasserstein = t.wasserstein_from_cdfs(values, fa, fb)
     result.effects = {
         "psi": t.psi(p_ref, p_cur, config.psi_epsilon),
         "jensen_shannon": t.jensen_shannon(p_ref, p_cur),
@@ -198,8 +195,7 @@ def detect_drift(
             raise ReprobookError(f"column(s) {absent} requested for drift are not in both data sets")
     if not columns:
         raise ReprobookError(f"reference and current data have no column in common (reference: {ref_names[:10]})")
-    with ThreadPoolExecutor() as pool:
-        results = list(pool.map(lambda c: _column_drift(c, reference[c], current[c], config), columns))
+    results = parallel_map(lambda c: _column_drift(c, reference[c], current[c], config), columns)
     _decide(results, config)
     return DriftReport(
         columns=results, config=config, n_reference=int(len(reference)), n_current=int(len(current)),

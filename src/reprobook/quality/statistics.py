@@ -16,7 +16,6 @@ Flags on each column say which figures are exact.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from reprobook.quality.io import iter_chunks, table_format
 from reprobook.quality.jsonsafe import json_safe
 from reprobook.quality.kinds import Kind, category_values, column_kind, is_numeric, merge_kinds, numeric_values
 from reprobook.quality.moments import Moments
+from reprobook.quality.parallel import parallel_map
 from reprobook.quality.sketches import DistinctSketch, QuantileSketch, quantiles_of_sorted
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -173,8 +173,7 @@ def compute_statistics(df: pd.DataFrame) -> DatasetStatistics:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"compute_statistics expects a pandas DataFrame, got {type(df).__name__}")
     names = [str(c) for c in df.columns]
-    with ThreadPoolExecutor() as pool:
-        columns = list(pool.map(lambda i: column_statistics(df.iloc[:, i], names[i]), range(df.shape[1])))
+    columns = parallel_map(lambda i: column_statistics(df.iloc[:, i], names[i]), range(df.shape[1]))
     return DatasetStatistics(n_rows=int(len(df)), columns=columns)
 
 
