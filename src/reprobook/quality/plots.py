@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,7 @@ def _summary(report: "DriftReport", path: Path) -> Path:
     ax.barh(names[::-1], scores[::-1], color=colours[::-1])
     ax.axvline(-np.log10(report.config.alpha), color="black", linestyle="--", label=f"alpha = {report.config.alpha}")
     ax.set_xlabel(f"-log10 adjusted p-value ({report.config.correction})")
-    ax.set_title(report.summary()[:90])
+    ax.set_title(textwrap.fill(report.summary(), 80), fontsize=9)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -58,7 +59,7 @@ def _distribution(column: "ColumnDrift", path: Path) -> Path:
         ax.bar(x + 0.2, d["current"], width=0.4, color="#1f6fd1", label="current")
         ax.set_xticks(x, [str(c)[:12] for c in d["categories"]], rotation=45, ha="right")
     ax.set_ylabel("share of rows")
-    ax.set_title(f"{column.column}: {column.reason()}"[:100], fontsize=9)
+    ax.set_title(textwrap.fill(f"{column.column}: {column.reason()}", 90), fontsize=8)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
