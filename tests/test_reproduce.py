@@ -116,6 +116,14 @@ def test_missing_commit_is_a_clear_error(store, data_project):
     assert no_reproduction_runs(store)
 
 
+def test_refusal_is_one_line_on_the_command_line(store, data_project):
+    run_id = log_stage_run(store, commit="c" * 40)
+    result = sh([str(BIN / "reprobook"), "reproduce", run_id], data_project["root"], check=False,
+                MLFLOW_TRACKING_URI=store.tracking_uri)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: cannot reproduce run {run_id}: commit {'c' * 40}")
+
+
 def test_failed_run_is_refused_with_its_error(store, data_project):
     run_id = log_stage_run(store, commit=data_project["pushed"], error="cell 3: ValueError: bad")
     with pytest.raises(reproduce.NotReproducible, match="did not finish .*ValueError: bad"):

@@ -268,7 +268,7 @@ def judge(original: RunRecord, new: RunRecord | None, notes: list[str], rtol: fl
         return [Check("stage run", False, original.status, "missing", f"no stage run was produced; {execution}")]
     checks = [Check("stage run", new.status == "FINISHED", original.status, new.status, new.error or execution)]
     comparison = compare.compare_records([original, new])
-    metric_rows = [row for row in comparison.metrics]
+    metric_rows = comparison.metrics
     mismatched = [row for row in metric_rows if not compare.metrics_match(*row.values, rtol=rtol, atol=atol)]
     tolerance = "exact" if rtol == atol == 0 else f"rtol={rtol:g}, atol={atol:g}"
     checks.append(Check("quality metrics", not mismatched and bool(metric_rows),
