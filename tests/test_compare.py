@@ -153,6 +153,6 @@ def test_verdict_fails_on_metric_digest_or_data_difference(client):
 
 def test_dirty_run_is_flagged(client):
     dirty = record.load_record(client, log_stage_run(client, status=" M src/reprobook/modeling.py\n"))
-    checks = reproduce.judge(dirty, dirty, ["the run's uncommitted diff was applied with `git apply`"], 0.0, 0.0)
+    checks = reproduce.judge(dirty, dirty, ["its uncommitted diff was applied with `git apply` in the checkout"], 0.0, 0.0)
     code = next(c for c in checks if c.name == "code")
     assert "DIRTY" in code.note and "git apply" in code.note

@@ -205,7 +205,8 @@ def make_checkout(root: Path, plan: Plan, target: Path) -> list[str]:
         patch = target / ".git" / "reprobook-run.diff"
         patch.write_text(plan.record.git_diff)
         _run(["git", "apply", "--binary", *APPLY_EXCLUDES, str(patch)], target, "git apply (the run's diff)")
-        notes.append("the run's uncommitted diff was applied with `git apply`")
+        if code_changes(plan.record):
+            notes.append("its uncommitted diff was applied with `git apply` in the checkout")
     (target / "params.yaml").write_text(plan.record.files["params.yaml"])
     local_config = root / ".dvc" / "config.local"
     if local_config.is_file():
@@ -286,7 +287,7 @@ def judge(original: RunRecord, new: RunRecord | None, notes: list[str], rtol: fl
     checks.append(Check("params", not comparison.params, "record/params.yaml", "restored",
                         ", ".join(row.key for row in comparison.params)))
     changes = code_changes(original)
-    code_note = "; ".join(notes) or "clean tree at run time"
+    code_note = "; ".join(notes) or "no uncommitted code changes at run time"
     if changes:
         code_note = f"run from a DIRTY tree ({', '.join(changes)}); {code_note}"
     checks.append(Check("code", None if changes else True, (original.recorded_commit or "none")[:12],
