@@ -194,6 +194,11 @@ def _run(args: list[str], cwd: Path, what: str, env: dict[str, str] | None = Non
         raise ReprobookError(f"{what} failed in {cwd}: {detail}")
 
 
+def _fetch(plan: Plan) -> str:
+    """``dvc pull`` (cache first, then the remote), or ``dvc checkout`` when there is no remote."""
+    return "checkout" if plan.stores.remote_url == remote.NO_REMOTE else "pull"
+
+
 def make_checkout(root: Path, plan: Plan, target: Path) -> list[str]:
     """Build the isolated checkout; return what was done that the verdict must mention."""
     from reprobook.pipeline import dvc_executable
@@ -213,8 +218,7 @@ def make_checkout(root: Path, plan: Plan, target: Path) -> list[str]:
         shutil.copy2(local_config, target / ".dvc" / "config.local")
     _run([dvc_executable(), "cache", "dir", "--local", plan.stores.cache_dir], target, "dvc cache dir")
     if plan.dvc_files:
-        fetch = "checkout" if plan.stores.remote_url == remote.NO_REMOTE else "pull"
-        _run([dvc_executable(), fetch, "--quiet", *plan.dvc_files], target, f"dvc {fetch}")
+        _run([dvc_executable(), _fetch(plan), "--quiet", *plan.dvc_files], target, f"dvc {_fetch(plan)}")
     return notes
 
 
@@ -234,8 +238,8 @@ def restore_upstream(checkout: Path, plan: Plan) -> list[str]:
         return []
     committed = (checkout / "dvc.lock").read_text() if (checkout / "dvc.lock").is_file() else None
     (checkout / "dvc.lock").write_text(lock_text)
-    fetch = "checkout" if plan.stores.remote_url == remote.NO_REMOTE else "pull"
-    restored = subprocess.run([dvc_executable(), fetch, "--quiet", *upstream], cwd=checkout, capture_output=True, text=True)
+    restored = subprocess.run([dvc_executable(), _fetch(plan), "--quiet", *upstream], cwd=checkout,
+                              capture_output=True, text=True)
     if restored.returncode == 0:
         return upstream
     if committed is None:
@@ -247,7 +251,8 @@ def restore_upstream(checkout: Path, plan: Plan) -> list[str]:
 
 def stage_environment(checkout: Path, uri: str, reproduction_run_id: str, run_id: str) -> dict[str, str]:
     """The checkout's code first on the path, the same store, runs tagged as a reproduction."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REPROBOOK_PROJECT", "MLFLOW_RUN_ID", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")}
+    inherited = ("REPROBOOK_PROJECT", "MLFLOW_RUN_ID", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
     extra = json.loads(env.get(tracking.EXTRA_TAGS_ENV) or "{}")
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
