@@ -145,3 +145,12 @@ def test_ks_p_value_below_massart_cutoff_is_within_1e_9():
     n, d = 50_000, float(np.sqrt(12.5 / 50_000))
     _, p = t.ks_asymptotic(d, 0.0, 2 * n, 2 * n)
     assert p < 1e-10 and abs(p - stats.kstwo.sf(d, n)) < 1e-9
+
+
+def test_blocked_merge_equals_scipy_with_ties_across_many_blocks(monkeypatch):
+    monkeypatch.setattr(t, "MERGE_BLOCK", 500)
+    rng = np.random.default_rng(9)
+    a, b = np.sort(rng.integers(0, 300, 20_000).astype(float)), np.sort(rng.integers(5, 310, 16_000).astype(float))
+    max_s, min_s, area = t.ecdf_comparison(a, b)
+    assert max(max_s, min_s) == stats.ks_2samp(a, b).statistic
+    assert abs(area - stats.wasserstein_distance(a, b)) < 1e-9

@@ -52,8 +52,9 @@ def numeric_drift(name: str, reference: pd.Series, current: pd.Series, config: D
     ref_values, _ = _as_numbers(reference)
     cur_values, not_numbers = _as_numbers(current)
     ref_missing, cur_missing = int(np.isnan(ref_values).sum()), int(np.isnan(cur_values).sum())
-    a = np.sort(ref_values[np.isfinite(ref_values)])
-    b = np.sort(cur_values[np.isfinite(cur_values)])
+    a, b = ref_values[np.isfinite(ref_values)], cur_values[np.isfinite(cur_values)]
+    a.sort()  # in place: the filtered arrays are already copies
+    b.sort()
     result = ColumnDrift(
         column=name, kind="numeric", test="ks", n_reference=int(ref_values.size), n_current=int(cur_values.size),
         missing_reference=ref_missing / max(ref_values.size, 1), missing_current=cur_missing / max(cur_values.size, 1),

@@ -52,7 +52,12 @@ def is_numeric(kind: str) -> bool:
 
 
 def numeric_values(series: pd.Series) -> np.ndarray:
-    """A float64 array with NaN for missing values, whatever the numeric dtype (nullable included)."""
+    """A float64 array with NaN for missing values, whatever the numeric dtype (nullable included).
+
+    For a plain float64 column this is a read-only view, not a copy: callers must not modify it.
+    """
+    if series.dtype == np.float64:
+        return series.to_numpy(copy=False)
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
 

@@ -123,16 +123,16 @@ def _distinct_sorted(sorted_values: np.ndarray) -> int:
 def _numeric_statistics(name: str, kind: Kind, series: pd.Series) -> ColumnStatistics:
     values = numeric_values(series)
     missing = int(np.isnan(values).sum())
-    present = values[~np.isnan(values)]
-    finite_mask = np.isfinite(present)
-    finite = np.sort(present[finite_mask])
+    infinite = values[np.isinf(values)]
+    finite = values[np.isfinite(values)]
+    finite.sort()  # in place: the filtered array is already a copy
     stats = ColumnStatistics(
         name=name,
         kind=kind,
         count=int(values.size),
         missing=missing,
-        distinct=_distinct_sorted(finite) + int(np.unique(present[~finite_mask]).size),
-        n_infinite=int((~finite_mask).sum()),
+        distinct=_distinct_sorted(finite) + int(np.unique(infinite).size),
+        n_infinite=int(infinite.size),
     )
     if finite.size:
         moments = Moments.of(finite)
