@@ -11,7 +11,8 @@ from reprobook.quality.drift_config import DriftConfig
 from reprobook.quality.drift_report import ColumnDrift, DriftReport
 from reprobook.quality.policy import ANOMALY_KINDS, ValidationPolicy
 from reprobook.quality.schema import ColumnSchema, Schema, infer_schema
-from reprobook.quality.statistics import ColumnStatistics, DatasetStatistics, compute_statistics, statistics_from_file
+from reprobook.quality.statistics import ColumnStatistics, DatasetStatistics, compute_statistics
+from reprobook.quality.streaming import statistics_from_file
 from reprobook.quality.validation import Anomaly, ValidationReport, validate
 
 __all__ = [

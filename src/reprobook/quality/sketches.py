@@ -103,6 +103,8 @@ class DistinctSketch:
         if values.dtype.kind == "f":
             values = values + 0.0  # -0.0 and 0.0 are one value
         hashed = pd.util.hash_array(values)
+        if not self.exact:
+            hashed = hashed[hashed < self.hashes[-1]]  # only hashes below the current k-th can enter
         self.hashes = np.unique(np.concatenate([self.hashes, hashed]))[: self.k]
 
     @property
