@@ -105,7 +105,11 @@ class DistinctSketch:
         hashed = pd.util.hash_array(values)
         if not self.exact:
             hashed = hashed[hashed < self.hashes[-1]]  # only hashes below the current k-th can enter
-        self.hashes = np.unique(np.concatenate([self.hashes, hashed]))[: self.k]
+        merged = np.sort(np.concatenate([self.hashes, hashed]))  # a sort beats np.unique's hash table here
+        keep = np.empty(merged.size, dtype=bool)
+        keep[:1] = True
+        np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+        self.hashes = merged[keep][: self.k]
 
     @property
     def exact(self) -> bool:
