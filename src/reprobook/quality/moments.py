@@ -27,7 +27,8 @@ class Moments:
         if values.size == 0:
             return cls()
         mean = float(values.mean())
-        return cls(int(values.size), mean, float(np.square(values - mean).sum()))
+        deviations = values - mean
+        return cls(int(values.size), mean, float(np.dot(deviations, deviations)))
 
     def merge(self, other: "Moments") -> "Moments":
         """Chan's parallel update: the moments of the union of both samples."""

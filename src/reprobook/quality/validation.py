@@ -154,23 +154,22 @@ def _numeric_checks(name: str, series: pd.Series, spec: ColumnSchema, limit: int
         count = int(infinite.sum())
         yield Anomaly("non_finite", name, "", count, _share(count, n), _examples(values[infinite], limit),
                       f"column {name!r}: expected finite numbers, found {count} infinite value(s)")
-    finite = np.where(np.isfinite(values), values, np.nan)
+    finite_mask = np.isfinite(values)
     if spec.type == "integer":
-        fractional = np.isfinite(finite) & (finite != np.floor(np.nan_to_num(finite)))
+        fractional = (np.floor(values) != values) & finite_mask
         if fractional.any():
             count = int(fractional.sum())
-            examples = _examples(finite[fractional], limit)
+            examples = _examples(values[fractional], limit)
             yield Anomaly("type_mismatch", name, "", count, _share(count, n), examples,
                           f"column {name!r}: expected whole numbers (integer), found {count} fractional value(s) "
                           f"such as {examples[0]}")
     if spec.range is not None:
         low = -np.inf if spec.range.min is None else spec.range.min
         high = np.inf if spec.range.max is None else spec.range.max
-        with np.errstate(invalid="ignore"):
-            outside = (finite < low) | (finite > high)
+        outside = ((values < low) | (values > high)) & finite_mask
         if outside.any():
             count = int(outside.sum())
-            found = finite[outside]
+            found = values[outside]
             bounds = f"[{'' if spec.range.min is None else _fmt(low)}, {'' if spec.range.max is None else _fmt(high)}]"
             yield Anomaly("out_of_range", name, "", count, _share(count, n), _examples(found, limit),
                           f"column {name!r}: expected values in {bounds}, found {count} outside "
@@ -221,17 +220,19 @@ def _column_checks(name: str, series: pd.Series, spec: ColumnSchema, limit: int)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(hashes: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Fold one column's 64-bit words into the running row hashes (multiply-xorshift)."""
+def _mix(hashes: np.ndarray, bits: np.ndarray, scratch: np.ndarray) -> None:
+    """Fold one column's 64-bit words into the running row hashes, in place (multiply-xorshift)."""
+    hashes ^= bits
     with np.errstate(over="ignore"):
-        hashes = (hashes ^ bits) * _GOLDEN
-    return hashes ^ (hashes >> np.uint64(31))
+        hashes *= _GOLDEN
+    np.right_shift(hashes, np.uint64(31), out=scratch)
+    hashes ^= scratch
 
 
 def _column_bits(column: pd.Series) -> np.ndarray:
     """64-bit words equal exactly when values are equal (NaNs canonical, -0.0 as 0.0, text via codes)."""
     if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
-        values = column.to_numpy(dtype="float64", na_value=np.nan) + 0.0
+        values = numeric_values(column) + 0.0  # one copy; also folds -0.0 into 0.0
         values[np.isnan(values)] = np.nan
         return values.view(np.uint64)
     return pd.factorize(column, use_na_sentinel=True)[0].astype(np.uint64)
@@ -248,13 +249,13 @@ def _duplicate_candidates(df: pd.DataFrame) -> np.ndarray:
     """Rows that may repeat an earlier row: numeric columns first, text columns only if needed."""
     numeric = [i for i in range(df.shape[1]) if pd.api.types.is_numeric_dtype(df.iloc[:, i].dtype)]
     text = [i for i in range(df.shape[1]) if i not in numeric]
-    hashes = np.zeros(len(df), dtype=np.uint64)
+    hashes, scratch = np.zeros(len(df), dtype=np.uint64), np.empty(len(df), dtype=np.uint64)
     for i in numeric:
-        hashes = _mix(hashes, _column_bits(df.iloc[:, i]))
+        _mix(hashes, _column_bits(df.iloc[:, i]), scratch)
     candidates = _colliding(hashes) if numeric else np.ones(len(df), dtype=bool)
     if text and candidates.mean() > 0.01:
         for i in text:
-            hashes = _mix(hashes, _column_bits(df.iloc[:, i]))
+            _mix(hashes, _column_bits(df.iloc[:, i]), scratch)
         candidates = _colliding(hashes)
     return candidates
 
