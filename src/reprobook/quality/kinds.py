@@ -63,6 +63,8 @@ def numeric_values(series: pd.Series) -> np.ndarray:
 
 def category_values(series: pd.Series) -> pd.Series:
     """The column as text for category counting; missing values stay missing."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return series  # already text (pandas 3's default for strings): no copy
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(object)
     mask = series.isna()
