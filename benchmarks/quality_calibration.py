@@ -283,7 +283,7 @@ def render(data: dict) -> None:
                       f"{'met' if r['rate'] >= 0.95 else 'NOT met'}")
     lines += ["## Targets", ""] + checks + [""]
     lines += [
-        "## Reading the table",
+        "## Reading the table (figures quoted from the run above)",
         "",
         "- Without correction 20 columns at 5% each flag about 60% of clean batches (the 'no correction' "
         "column); Bonferroni and BH keep clean batches at or below 5%, at every n.",
