@@ -171,9 +171,13 @@ def main() -> None:
 
 
 def write_results(results: dict, repeats: int) -> None:
+    """Merge with earlier results for other sizes (so one size can be re-measured), save, render."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality_speed.json").write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2,
-                                                           sort_keys=True))
+    saved = RESULTS / "quality_speed.json"
+    merged = {int(k): v for k, v in json.loads(saved.read_text()).items()} if saved.exists() else {}
+    merged.update(results)
+    results = dict(sorted(merged.items()))
+    saved.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2, sort_keys=True))
     lines = [
         "# Data quality speed and memory",
         "",

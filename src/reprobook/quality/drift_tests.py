@@ -59,9 +59,11 @@ def ecdf_comparison(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
         block = np.concatenate([a[a_start:a_end], b[b_start:b_end]])
         order = np.argsort(block, kind="stable")
         merged = block[order]
-        count_b = np.cumsum(order >= a_end - a_start) + b_start
-        count_a = np.arange(a_start + 1, a_start + 1 + merged.size) - (count_b - b_start)
-        diff = count_a / na - count_b / nb
+        from_b = np.cumsum(order >= a_end - a_start, dtype=np.int32)  # blocks are far below 2**31 values
+        count_a = np.arange(a_start + 1, a_start + 1 + merged.size, dtype=np.int64)
+        count_a -= from_b
+        from_b += b_start
+        diff = count_a / na - from_b / nb
         step = np.diff(merged)
         ends = diff[:-1][step != 0]
         last = float(diff[-1])  # the block's last position ends a tie run: blocks are cut between values
