@@ -117,9 +117,12 @@ def _share(count: int, n: int) -> float:
 
 
 def _examples(values: pd.Series | np.ndarray, limit: int) -> list:
-    """Distinct examples in order of first appearance, as plain Python values."""
+    """Distinct examples in order of first appearance, as plain Python values.
+
+    Only the first 10,000 offending values are looked at: enough for examples, cheap for millions.
+    """
     out: list = []
-    for value in pd.unique(np.asarray(values, dtype=object))[:limit]:
+    for value in pd.unique(np.asarray(values[:10_000], dtype=object))[:limit]:
         out.append(value.item() if isinstance(value, np.generic) else value)
     return out
 
