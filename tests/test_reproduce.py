@@ -177,7 +177,9 @@ def two_runs(tmp_path_factory) -> dict:
         latest = client.search_runs([client.get_experiment_by_name("reprobook").experiment_id], modeling_runs,
                                     order_by=["attributes.start_time DESC"], max_results=1)[0]
         runs[name] = record.load_record(client, latest.info.run_id)
-        assert remote.push_after_run(root, [latest.info.run_id]).startswith("data pushed")  # as `reprobook run` does
+        with pytest.MonkeyPatch.context() as patch:  # this project's store, whatever other fixtures set
+            patch.setenv("MLFLOW_TRACKING_URI", uri)
+            assert remote.push_after_run(root, [latest.info.run_id]).startswith("data pushed")  # as `reprobook run` does
     fresh = base / "fresh"
     sh(["git", "clone", "-q", str(root), str(fresh)], base)
     use_remote(fresh, base / "remote")
