@@ -62,6 +62,8 @@ def copy_project(target: Path, *, commit: bool = True) -> Path:
         sh(["git", "init", "-q", "-b", "main"], target)
         sh(["git", "add", "-A"], target)
         sh(["git", "commit", "-qm", "project copy"], target)
+        # Each copy pushes to its own DVC remote, never to the user's ~/.cache store.
+        sh([str(BIN / "dvc"), "remote", "add", "--local", "-f", "-d", "storage", str(target.parent / "dvc-storage")], target)
     return target
 
 

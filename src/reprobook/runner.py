@@ -166,7 +166,8 @@ def record_run(stage: str, root: Path, params: Params, *, started_ms: int, error
     for key in ("metrics", "timings"):
         if files[key].is_file():
             client.log_artifact(run_id, str(files[key]), "metrics")
-    if stage == "modeling" and not error:
+    # A reproduction re-creates a model that is already registered: don't register it again.
+    if stage == "modeling" and not error and "reprobook.reproduction_of" not in tags:
         from reprobook.registry import log_and_register
 
         log_and_register(client, run_id, root, params)
