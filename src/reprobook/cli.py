@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         debug = True
     try:
-        app(args=args, standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+        code = app(args=args, standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except ReprobookError as exc:
         if debug:
             raise
