@@ -128,7 +128,7 @@ def test_notebooks_pass_nbval_and_match_the_pipeline(pipeline):
     root = pipeline["root"]
     before = {stage: (root / f"reports/{stage}/metrics.json").read_text() for stage in STAGES}
     split_before = (root / "data/processed/test.parquet").read_bytes()
-    result = sh([str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "-q", "notebooks"], root, check=False)
+    result = sh([str(BIN / "python"), "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "--nbval-lax", "-q", "notebooks"], root, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "4 passed" in result.stdout or "passed" in result.stdout
     for stage in STAGES:
