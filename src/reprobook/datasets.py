@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprobook.errors import ReprobookError
+from reprobook.layout import source_file
 from reprobook.params import DataParams
 
 SKLEARN_DATASETS = ("breast_cancer", "diabetes", "digits", "iris", "wine")
@@ -24,15 +25,6 @@ class Dataset:
     frame: pd.DataFrame
     target: str
     source: str
-
-
-def source_file(source: str, root: Path) -> Path | None:
-    """The file a csv:/parquet: source reads (a DVC dependency), else None."""
-    kind, _, location = source.partition(":")
-    if kind in ("csv", "parquet"):
-        path = Path(location)
-        return path if path.is_absolute() else root / path
-    return None
 
 
 def load_dataset(params: DataParams, root: Path) -> Dataset:

@@ -23,8 +23,7 @@ from reprobook.errors import ReprobookError
 from reprobook.metrics import evaluate, get_metric, is_better, meets
 from reprobook.params import ModelParams
 
-MODEL_FILE = "models/model.joblib"
-PREDICTIONS_FILE = "reports/modeling/outputs/predictions.csv"
+from reprobook.layout import MODEL_FILE, PREDICTIONS_FILE  # noqa: F401  (notebooks use modeling.*)
 
 
 def xy(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

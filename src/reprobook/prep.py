@@ -16,8 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from reprobook.errors import ReprobookError
 
-TRAIN_FILE = "data/processed/train.parquet"
-TEST_FILE = "data/processed/test.parquet"
+from reprobook.layout import TEST_FILE, TRAIN_FILE
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from reprobook.datasets import Dataset, infer_task
 from reprobook.metrics import default_metric, get_metric
 from reprobook.params import Params
 
-TARGETS_FILE = "reports/scoping/outputs/targets.json"
+from reprobook.layout import TARGETS_FILE  # noqa: F401  (notebooks use scoping.TARGETS_FILE)
 
 
 def decide_targets(dataset: Dataset, params: Params) -> dict[str, Any]:

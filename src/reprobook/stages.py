@@ -10,12 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from reprobook.datasets import source_file
 from reprobook.errors import UsageError
-from reprobook.modeling import MODEL_FILE, PREDICTIONS_FILE
+from reprobook.layout import MODEL_FILE, PREDICTIONS_FILE, TARGETS_FILE, TEST_FILE, TRAIN_FILE, source_file
 from reprobook.params import Params
-from reprobook.prep import TEST_FILE, TRAIN_FILE
-from reprobook.scoping import TARGETS_FILE
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,39 @@ the editable YAML file), validation (anomalies against a schema), drift
 (two-sample tests and distances with multiple-testing control).
 """
 
-from reprobook.quality.drift import detect_drift
-from reprobook.quality.drift_config import DriftConfig
-from reprobook.quality.drift_report import ColumnDrift, DriftReport
-from reprobook.quality.policy import ANOMALY_KINDS, ValidationPolicy
-from reprobook.quality.schema import ColumnSchema, Schema, infer_schema
-from reprobook.quality.statistics import ColumnStatistics, DatasetStatistics, compute_statistics
-from reprobook.quality.streaming import statistics_from_file
-from reprobook.quality.validation import Anomaly, ValidationReport, validate
+from importlib import import_module
+from typing import Any
+
+# Names are imported on first use (PEP 562): params validation needs only the
+# config models, and loading the test statistics (scipy.stats) would add about
+# 1.5 s to every `reprobook stage` start.
+_EXPORTS = {
+    "detect_drift": "drift",
+    "DriftConfig": "drift_config",
+    "ColumnDrift": "drift_report",
+    "DriftReport": "drift_report",
+    "ANOMALY_KINDS": "policy",
+    "ValidationPolicy": "policy",
+    "ColumnSchema": "schema",
+    "Schema": "schema",
+    "infer_schema": "schema",
+    "ColumnStatistics": "statistics",
+    "DatasetStatistics": "statistics",
+    "compute_statistics": "statistics",
+    "statistics_from_file": "streaming",
+    "Anomaly": "validation",
+    "ValidationReport": "validation",
+    "validate": "validation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ANOMALY_KINDS",
