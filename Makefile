@@ -5,21 +5,21 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-# Put the environment's tools first, never phone home, and cope with a machine
-# that has no git identity (DVC experiments commit and fail without one).
+# Put the environment's tools first and never phone home.
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
-GIT_NAME := $(or $(shell git config user.name 2>/dev/null),reprobook)
-GIT_EMAIL := $(or $(shell git config user.email 2>/dev/null),reprobook@localhost)
-export GIT_AUTHOR_NAME ?= $(GIT_NAME)
-export GIT_AUTHOR_EMAIL ?= $(GIT_EMAIL)
-export GIT_COMMITTER_NAME ?= $(GIT_NAME)
-export GIT_COMMITTER_EMAIL ?= $(GIT_EMAIL)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench reference clean git-identity
 
-setup: $(STAMP)
+setup: $(STAMP) git-identity
+
+# DVC experiments commit: a machine without a git identity gets a repository-local one.
+git-identity:
+	@git rev-parse --git-dir >/dev/null 2>&1 || exit 0; \
+	git var GIT_COMMITTER_IDENT >/dev/null 2>&1 || { \
+	  git config --local user.name "$$(whoami)" && git config --local user.email "$$(whoami)@localhost" && \
+	  echo "note: git had no user name/email; set a repository-local identity $$(whoami) <$$(whoami)@localhost> (change it with git config user.name/user.email)"; }
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11"; exit 1; }
@@ -37,6 +37,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline_bench.py
+
+# The reference project's dvc.yaml, params.yaml, MLproject, notebooks and schema are
+# what `reprobook new` writes for the built-in data: regenerate them from the templates.
+reference: setup
+	$(BIN)/python -c "from pathlib import Path; from reprobook.project.scaffold import builtin_spec, render; render(builtin_spec('reprobook'), Path('.'), reference_only=True)"
+	$(BIN)/reprobook fingerprint
 
 clean:
 	rm -rf reports/*/notebook.* mlflow.db mlartifacts

@@ -53,7 +53,6 @@ def make_files(n: int) -> tuple[Path, Path]:
     """Reference and current Parquet files; current has four injected shifts."""
     import numpy as np
     import pandas as pd
-
     from quality_data import make_frame
 
     ref_path, cur_path = TMP / f"quality_speed_{n}_ref.parquet", TMP / f"quality_speed_{n}_cur.parquet"
@@ -75,10 +74,14 @@ def make_files(n: int) -> tuple[Path, Path]:
 def child_ours(ref_path: str, cur_path: str, repeats: int) -> dict:
     """Runs in a fresh process: load, infer, then statistics + validation + drift, repeated."""
     import pandas as pd
-
-    from reprobook.quality import compute_statistics, detect_drift, infer_schema, validate
-
     import pyarrow as pa
+
+    from reprobook.quality import (
+        compute_statistics,
+        detect_drift,
+        infer_schema,
+        validate,
+    )
 
     start = time.perf_counter()
     reference = pd.read_parquet(ref_path)

@@ -68,7 +68,7 @@ def reproduce(fresh: Path, run_id: str, uri: str, *options: str) -> dict:
 def main() -> None:
     from mlflow import MlflowClient
 
-    from reprobook.record import resolve_stage_run
+    from reprobook.tracking.record import resolve_stage_run
 
     with tempfile.TemporaryDirectory(prefix="reprobook-reproduce-bench-") as tmp:
         base = Path(tmp)

@@ -7,6 +7,7 @@ DVC, papermill with the `reprobook` Jupyter kernel, MLflow on SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -85,3 +86,27 @@ def set_params(root: Path, **dotted: object) -> None:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
+
+
+@contextlib.contextmanager
+def mlflow_store_uris(uri: str):
+    """Point MLflow's process-wide tracking and registry URIs at ``uri``, then put them back.
+
+    They are module globals: a test that left them set would send a later test's
+    registrations, in the same xdist worker, to this store.
+    """
+    import mlflow
+
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # mlflow.set_*_uri writes these too
+    previous = tracking_utils._tracking_uri, registry_utils._registry_uri, {k: os.environ.get(k) for k in keys}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = previous[0], previous[1]
+        for key, value in previous[2].items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import BIN, copy_project, set_params, sh
 
 pytestmark = pytest.mark.e2e

@@ -7,10 +7,13 @@ timings, and the ``record/`` artifacts.
 
 from __future__ import annotations
 
+import functools
 import json
+
 import pytest
 
-from reprobook import compare, environment, record, reproduce, tracking
+from reprobook.reproduce import compare, reproduce
+from reprobook.tracking import environment, record, store
 
 PACKAGES = {"mlflow": "3.17.2", "scikit-learn": "1.9.0", "numpy": "2.3.0"}
 
@@ -40,12 +43,12 @@ def log_stage_run(
     """A finished (or failed) stage run with the record ``runner.record_run`` writes."""
     experiment = client.get_experiment_by_name("reprobook")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment("reprobook")
-    run_tags = {tracking.TAG_STAGE: stage, tracking.TAG_COMMIT: commit, tracking.TAG_DIRTY: "true" if status else "false",
+    run_tags = {store.TAG_STAGE: stage, store.TAG_COMMIT: commit, store.TAG_DIRTY: "true" if status else "false",
                 **(tags or {})}
     if digest:
-        run_tags[tracking.TAG_PREDICTION_DIGEST] = digest
+        run_tags[store.TAG_PREDICTION_DIGEST] = digest
     if error:
-        run_tags[tracking.TAG_ERROR] = error
+        run_tags[store.TAG_ERROR] = error
     run_id = client.create_run(experiment_id, tags=run_tags, run_name=stage).info.run_id
     for key, value in (params or {"model.params.max_depth": "4", "seed.model.seed": "42"}).items():
         client.log_param(run_id, key, value)
@@ -83,7 +86,7 @@ def test_unknown_run_is_a_clear_error(client):
 
 
 def test_experiment_baseline_is_the_commit_to_reproduce(client):
-    run_id = log_stage_run(client, tags={tracking.TAG_DVC_BASELINE: "b" * 40, tracking.TAG_DVC_EXP: "exp-1"})
+    run_id = log_stage_run(client, tags={store.TAG_DVC_BASELINE: "b" * 40, store.TAG_DVC_EXP: "exp-1"})
     assert record.load_record(client, run_id).commit == "b" * 40
 
 
@@ -156,3 +159,45 @@ def test_dirty_run_is_flagged(client):
     checks = reproduce.judge(dirty, dirty, ["its uncommitted diff was applied with `git apply` in the checkout"], 0.0, 0.0)
     code = next(c for c in checks if c.name == "code")
     assert "DIRTY" in code.note and "git apply" in code.note
+
+
+def test_a_unique_prefix_names_the_run_and_a_shared_one_lists_both(client):
+    """The resolver on this store: a prefix finds the run; with a 1-character minimum, runs soon share one."""
+    from reprobook.errors import UsageError
+    from reprobook.tracking import runids
+
+    run_id = log_stage_run(client)
+    experiment_id = client.get_experiment_by_name("reprobook").experiment_id
+    resolve = functools.partial(runids.resolve_in, client, experiment_ids=[experiment_id], where="this store")
+    assert resolve(run_id[:6]) == resolve(run_id[:8].upper()) == resolve(run_id) == run_id
+    assert record.load_record(client, resolve(run_id[:6])).metrics["test.roc_auc"] == 0.9
+    first: dict[str, str] = {}
+    while True:  # 17 runs at most: only 16 hex digits
+        new = client.create_run(experiment_id, tags={store.TAG_STAGE: "data"}).info.run_id
+        if new[0] in first:
+            break
+        first[new[0]] = new
+    with pytest.raises(UsageError, match=f"'{new[0]}' is ambiguous") as ambiguous:
+        resolve(new[0], min_length=1)
+    assert first[new[0]] in str(ambiguous.value) and new in str(ambiguous.value)
+    unused = next(c for c in "0123456789abcdef" if not client.search_runs(
+        [experiment_id], f"attributes.run_id LIKE '{c * 4}%'"))
+    with pytest.raises(UsageError, match=f"no run id starts with '{unused * 4}' in this store"):
+        resolve(unused * 4)
+
+
+def test_a_recorded_commit_is_never_an_option_to_git(tmp_path):
+    """A store that says a run's commit is `--output=FILE` must not make git truncate FILE."""
+    import subprocess
+
+    from reprobook.reproduce.compare import changed_files
+    from reprobook.tracking.gitinfo import is_commit_id
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    head = "0" * 40
+    assert changed_files(tmp_path, f"--output={victim}", head) is None
+    assert changed_files(tmp_path, head, f"--output={victim}") is None
+    assert victim.read_text() == "precious\n"
+    assert is_commit_id("a" * 40) and not is_commit_id("A" * 40) and not is_commit_id("--help") and not is_commit_id(None)

@@ -5,10 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reprobook.datasets import infer_task, load_dataset
 from reprobook.errors import ReprobookError
-from reprobook.loans import make_loans
-from reprobook.params import DataParams
+from reprobook.ml.datasets import infer_task, load_dataset
+from reprobook.ml.loans import make_loans
+from reprobook.project.params import DataParams
 
 
 def test_loans_is_seeded_and_realistic():
@@ -72,3 +72,11 @@ def test_single_class_target():
 def test_float_target_is_regression_with_reason():
     task, reason = infer_task(pd.Series([0.5, 1.25, 3.0], name="price"), "auto")
     assert task == "regression" and "inferred" in reason
+
+
+def test_a_repeated_header_column_is_refused_by_name(tmp_path):
+    """pandas would rename the copy `approved.1`: a copy of the target would leak it as a feature."""
+    path = tmp_path / "dup.csv"
+    path.write_text("age,approved,income,approved\n30,1,100.0,1\n40,0,200.0,0\n")
+    with pytest.raises(ReprobookError, match="repeats column 'approved'"):
+        load_dataset(DataParams(source=f"csv:{path}", target="approved"), tmp_path)

@@ -1,7 +1,7 @@
 """Environment capture: exact versions recorded, secrets never."""
 
-from reprobook import environment
-from reprobook.environment import REDACTED
+from reprobook.tracking import environment
+from reprobook.tracking.environment import REDACTED
 
 
 def test_secret_named_variables_are_redacted():

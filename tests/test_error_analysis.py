@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from reprobook.error_analysis import (
+from reprobook.errors import ReprobookError
+from reprobook.ml.error_analysis import (
     bin_numeric,
     confusion_table,
     fairness_gaps,
@@ -16,7 +17,6 @@ from reprobook.error_analysis import (
     slice_metrics,
     worst_slices,
 )
-from reprobook.errors import ReprobookError
 
 
 def _crafted_classification():

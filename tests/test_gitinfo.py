@@ -2,7 +2,7 @@
 
 from conftest import sh
 
-from reprobook.gitinfo import code_version
+from reprobook.tracking.gitinfo import code_version
 
 
 def test_outputs_do_not_dirty_but_params_do(tmp_path):

@@ -13,6 +13,6 @@ def test_every_quality_export_resolves():
 
 def test_stage_runner_does_not_load_sklearn_or_scipy_stats():
     """Heavy imports belong in the kernel; the outer process only orchestrates and tracks."""
-    code = "import sys, reprobook.runner; print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))"
+    code = "import sys, reprobook.execution.runner, reprobook.cli; print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"

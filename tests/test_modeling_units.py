@@ -4,13 +4,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprobook import metrics
 from reprobook.errors import ReprobookError
-from reprobook.estimators import build_pipeline, make_estimator
-from reprobook.loans import make_loans
-from reprobook.modeling import cross_validate, fit, predict, prediction_frame, write_predictions
-from reprobook.params import ModelParams
-from reprobook.registry import decide
+from reprobook.ml import metrics
+from reprobook.ml.estimators import build_pipeline, make_estimator
+from reprobook.ml.loans import make_loans
+from reprobook.ml.modeling import (
+    cross_validate,
+    fit,
+    predict,
+    prediction_frame,
+    write_predictions,
+)
+from reprobook.project.params import ModelParams
+from reprobook.tracking.registry import decide
 
 
 def test_unknown_estimator_module():

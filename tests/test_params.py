@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from reprobook.errors import ReprobookError
-from reprobook.params import flatten, load_params, stage_params
+from reprobook.project.params import flatten, load_params, stage_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,14 @@ def test_typo_key_is_named_with_a_suggestion(tmp_path):
 
 def test_unknown_section_is_named(tmp_path):
     tree = reference() | {"modelling": {}}
-    with pytest.raises(ReprobookError, match="unknown key 'modelling'.*did you mean 'modeling'|unknown key 'modelling'"):
+    with pytest.raises(ReprobookError, match="unknown section 'modelling' \\(did you mean 'model'\\?\\)"):
         load_params(write(tmp_path, tree))
+
+
+def test_a_users_own_section_is_allowed_when_a_stage_reads_it(tmp_path):
+    tree = reference() | {"features": {"window": 7}}
+    params = load_params(write(tmp_path, tree), user_sections={"features"})
+    assert params.model_extra["features"] == {"window": 7}
 
 
 def test_wrong_type_names_key_expected_and_found(tmp_path):
@@ -86,10 +92,26 @@ def test_missing_file(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
-def test_stage_params_include_upstream_sections():
+def test_stage_params_are_the_keys_dvc_yaml_declares():
+    from reprobook.project.stages import load_stages
+
     params = load_params(ROOT / "params.yaml")
-    assert set(stage_params(params, "modeling")) == {"scoping", "data", "model"}
-    assert set(stage_params(params, "scoping")) == {"scoping", "data"}
+    stages = load_stages(ROOT)
+    assert set(stage_params(params, stages["modeling"].params)) == {"model"}
+    scoping = stage_params(params, stages["scoping"].params)
+    assert set(scoping) == {"scoping", "data"} and "schema_file" not in scoping["data"]
+    assert scoping["data"]["seed"] == 42
+
+
+def test_a_stage_reads_only_what_it_declares():
+    from reprobook.project.params import DeclaredParams, UndeclaredParamError
+
+    view = DeclaredParams(load_params(ROOT / "params.yaml"), ("model", "data.seed"), "modeling")
+    assert view.model.params["max_depth"] == 4 and view.data.seed == 42
+    with pytest.raises(UndeclaredParamError, match="reads params key 'data.test_size'.*add 'data.test_size'"):
+        view.data.test_size
+    with pytest.raises(UndeclaredParamError, match="'scoping'"):
+        view.scoping
 
 
 def test_flatten_dotted_keys():

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from reprobook.cli_quality import register
+from reprobook.cli.quality import register
 
 runner = CliRunner()
 

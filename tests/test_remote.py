@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, sh
-from reprobook import record, remote
 from test_compare import log_stage_run
+
+from reprobook.reproduce import remote
+from reprobook.tracking import record
 
 
 def dvc_repo(root: Path) -> Path:

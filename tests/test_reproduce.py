@@ -12,10 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, copy_project, set_params, sh
-from reprobook import record, remote, reproduce, tracking
 from test_compare import log_stage_run
+from test_progress import run_in_pty, terminal_env
+
+from reprobook.reproduce import remote, reproduce
+from reprobook.tracking import record
+from reprobook.tracking import store as tracking_store
 
 REMOTE_NAME = "storage"
 
@@ -133,7 +136,7 @@ def test_failed_run_is_refused_with_its_error(store, data_project):
 def test_pipeline_run_is_not_a_stage_run(store, data_project):
     experiment = store.get_experiment_by_name("reprobook") or store.create_experiment("reprobook")
     experiment_id = experiment.experiment_id if hasattr(experiment, "experiment_id") else experiment
-    run_id = store.create_run(experiment_id, tags={tracking.TAG_STAGE: "pipeline"}).info.run_id
+    run_id = store.create_run(experiment_id, tags={tracking_store.TAG_STAGE: "pipeline"}).info.run_id
     with pytest.raises(record.ReprobookError, match="ran no stage"):
         reproduce.reproduce(data_project["root"], run_id)
 
@@ -141,6 +144,11 @@ def test_pipeline_run_is_not_a_stage_run(store, data_project):
 # --- end to end: two runs with different params, reproduced from a fresh clone ---------------------
 
 SMALL = {"data.n_rows": 1000, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40}
+
+
+def assert_in_order(text: str, *parts: str) -> None:
+    positions = [text.find(part) for part in parts]
+    assert -1 not in positions and positions == sorted(positions), f"missing or out of order: {parts}\n{text}"
 
 
 def reprobook(root: Path, *args: str, uri: str, check: bool = True):
@@ -171,7 +179,7 @@ def two_runs(tmp_path_factory) -> dict:
     for name in "ab":
         if name == "b":
             set_params(root, **{"model.params.max_depth": 2})
-            module = root / "src/reprobook/estimators.py"  # a modeling-only dependency
+            module = root / "src/reprobook/ml/estimators.py"  # a modeling-only dependency
             module.write_text(module.read_text() + "\n# an uncommitted comment: the tree is dirty\n")
         sh([str(BIN / "dvc"), "repro", "modeling"], root, MLFLOW_TRACKING_URI=uri)
         latest = client.search_runs([client.get_experiment_by_name("reprobook").experiment_id], modeling_runs,
@@ -189,12 +197,30 @@ def two_runs(tmp_path_factory) -> dict:
 @pytest.mark.e2e
 @pytest.mark.parametrize("which", ["a", "b"])
 def test_both_runs_reproduce_from_a_fresh_clone(two_runs, which):
-    """A re-runs scoping, data and modeling (--full); B re-runs modeling on splits pulled from the remote."""
+    """A re-runs scoping, data and modeling (--full); B re-runs modeling on splits pulled from the remote.
+
+    A's output goes to pipes: the verdict alone. B's stderr is a pseudo-terminal:
+    its steps show as they start, while the verdict goes to the stdout pipe, plain.
+    """
     original = two_runs[which]
     full = ["--full"] if which == "a" else []
-    result = reprobook(two_runs["fresh"], "reproduce", original.run_id, *full, uri=two_runs["uri"], check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    if which == "a":
+        # Named by the 8-character prefix `reprobook runs` shows.
+        result = reprobook(two_runs["fresh"], "reproduce", original.run_id[:8], *full, uri=two_runs["uri"], check=False)
+        code, output = result.returncode, result.stdout + result.stderr
+        assert "checking out commit" not in output and "\x1b" not in output, "off a terminal: the verdict, no steps"
+    else:
+        code, screen, verdict = run_in_pty([str(BIN / "reprobook"), "reproduce", original.run_id], two_runs["fresh"],
+                                           terminal_env(MLFLOW_TRACKING_URI=two_runs["uri"], COLUMNS="200"),
+                                           stdout_too=False)
+        output = verdict + screen
+        assert "\x1b" not in verdict and "checking out commit" not in verdict
+        assert_in_order(screen, "reading the record of run", "checking that run", "checking out commit",
+                        "applying the run's uncommitted diff", "restoring params.yaml from the run's record",
+                        "restoring the outputs of scoping, data at the hashes the run recorded",
+                        "dvc repro --force --single-item modeling", "running stage 1 of 1: modeling",
+                        "comparing the new stage run with the original")
+    assert code == 0, output
     assert "REPRODUCED" in output and "NOT REPRODUCED" not in output
     if full:
         assert "every stage up to modeling re-run" in output
@@ -226,4 +252,23 @@ def test_compare_shows_the_differing_param_and_metric_delta(two_runs):
     payload = json.loads(reprobook(two_runs["root"], "compare", a.run_id, b.run_id, "--format", "json",
                                    uri=two_runs["uri"]).stdout)
     assert [row["key"] for row in payload["params"]] == ["model.params.max_depth"]
-    assert "src/reprobook/estimators.py" in json.dumps(payload["code"]), "B's uncommitted code change is shown"
+    assert "src/reprobook/ml/estimators.py" in json.dumps(payload["code"]), "B's uncommitted code change is shown"
+
+
+@pytest.mark.e2e
+def test_recorded_runs_are_named_by_the_prefix_runs_shows(two_runs):
+    """`runs` shows 8 characters and compare takes them (reproduce takes them in the test above)."""
+    a, b = two_runs["a"], two_runs["b"]
+    listed = reprobook(two_runs["root"], "runs", "--stage", "modeling", uri=two_runs["uri"]).stdout
+    assert a.run_id[:8] in listed and b.run_id[:8] in listed and a.run_id not in listed
+    payload = json.loads(reprobook(two_runs["root"], "compare", a.run_id[:8], b.run_id[:8], "--format", "json",
+                                   uri=two_runs["uri"]).stdout)
+    assert [run["run_id"] for run in payload["runs"]] == [a.run_id, b.run_id]
+    assert [row["key"] for row in payload["params"]] == ["model.params.max_depth"]
+    # After the reproductions above: their stage runs are marked, not shown as the user's dirty runs.
+    rows = json.loads(reprobook(two_runs["root"], "runs", "--format", "json", "--limit", "50", uri=two_runs["uri"]).stdout)
+    reproduced = [row for row in rows if row["reproduction_of"] and row["stage"] == "modeling"]
+    assert {row["reproduction_of"] for row in reproduced} == {a.run_id, b.run_id}
+    table = reprobook(two_runs["root"], "runs", "--limit", "50", uri=two_runs["uri"]).stdout
+    repro_lines = [line for line in table.splitlines() if "(repro)" in line]
+    assert len(repro_lines) >= 2 and not any("*" in line for line in repro_lines), table

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import BIN, copy_project, set_params, sh
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import BIN, copy_project, sh, tool_env
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ the editable YAML file), validation (anomalies against a schema), drift
 """
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Names are imported on first use (PEP 562): params validation needs only the
 # config models, and loading the test statistics (scipy.stats) would add about
@@ -30,6 +30,17 @@ _EXPORTS = {
     "ValidationReport": "validation",
     "validate": "validation",
 }
+
+
+if TYPE_CHECKING:  # the same names, visible to type checkers and to the stages' code fingerprints
+    from .drift import detect_drift
+    from .drift_config import DriftConfig
+    from .drift_report import ColumnDrift, DriftReport
+    from .policy import ANOMALY_KINDS, ValidationPolicy
+    from .schema import ColumnSchema, Schema, infer_schema
+    from .statistics import ColumnStatistics, DatasetStatistics, compute_statistics
+    from .streaming import statistics_from_file
+    from .validation import Anomaly, ValidationReport, validate
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,12 @@ from reprobook.errors import ReprobookError
 from reprobook.quality import drift_tests as t
 from reprobook.quality.drift_config import DriftConfig
 from reprobook.quality.drift_report import ColumnDrift, DriftReport
-from reprobook.quality.kinds import category_values, column_kind, is_numeric, numeric_values
+from reprobook.quality.kinds import (
+    category_values,
+    column_kind,
+    is_numeric,
+    numeric_values,
+)
 from reprobook.quality.multiple_testing import adjust
 from reprobook.quality.parallel import parallel_map
 from reprobook.quality.sketches import quantiles_of_sorted

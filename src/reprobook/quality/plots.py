@@ -1,4 +1,9 @@
-"""Matplotlib PNG plots of a drift report (Agg backend: no display needed)."""
+"""Matplotlib PNG plots of a drift report.
+
+Drawn on bare ``Figure`` objects (no pyplot, no backend chosen: a notebook keeps
+its own, and no display is needed), at a fixed dpi and without software
+metadata, so the same report gives the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -17,37 +22,40 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "column"
 
 
-def _pyplot():
-    import matplotlib
+DPI = 100
+PNG_METADATA = {"Software": None}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def _figure(size: tuple[float, float]):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI)
+    return fig, fig.subplots()
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, format="png", metadata=PNG_METADATA)
+    return path
 
 
 def _summary(report: "DriftReport", path: Path) -> Path:
     """-log10 adjusted p-value per column, with the alpha line; drifted columns in red."""
-    plt = _pyplot()
     names = [c.column for c in report.columns]
     scores = [-np.log10(max(c.p_value_adjusted, 1e-300)) if c.p_value_adjusted is not None else 0.0 for c in report.columns]
     colours = ["#c62828" if c.drifted else "#7a7a7a" for c in report.columns]
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(names) + 1.5))
+    fig, ax = _figure((8, 0.3 * len(names) + 1.5))
     ax.barh(names[::-1], scores[::-1], color=colours[::-1])
     ax.axvline(-np.log10(report.config.alpha), color="black", linestyle="--", label=f"alpha = {report.config.alpha}")
     ax.set_xlabel(f"-log10 adjusted p-value ({report.config.correction})")
     ax.set_title(textwrap.fill(report.summary(), 80), fontsize=9)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _distribution(column: "ColumnDrift", path: Path) -> Path:
-    plt = _pyplot()
     d = column.distribution
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = _figure((7, 3.5))
     if "edges" in d:
         edges = np.array(d["edges"])
         centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
@@ -61,10 +69,7 @@ def _distribution(column: "ColumnDrift", path: Path) -> Path:
     ax.set_ylabel("share of rows")
     ax.set_title(textwrap.fill(f"{column.column}: {column.reason()}", 90), fontsize=8)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_drift(report: "DriftReport", out_dir: Path) -> list[Path]:

@@ -19,7 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reprobook.errors import ReprobookError, UsageError
-from reprobook.quality.kinds import category_values, column_kind, is_numeric, numeric_values
+from reprobook.quality.kinds import (
+    category_values,
+    column_kind,
+    is_numeric,
+    numeric_values,
+)
 
 DEFAULT_ENVIRONMENTS = ["TRAINING", "SERVING"]
 HEADER = """\

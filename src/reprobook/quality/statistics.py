@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 
 from reprobook.quality.jsonsafe import json_safe
-from reprobook.quality.kinds import Kind, category_values, column_kind, is_numeric, numeric_values
+from reprobook.quality.kinds import (
+    Kind,
+    category_values,
+    column_kind,
+    is_numeric,
+    numeric_values,
+)
 from reprobook.quality.moments import Moments
 from reprobook.quality.parallel import parallel_map
 from reprobook.quality.sketches import quantiles_of_sorted

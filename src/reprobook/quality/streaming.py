@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from reprobook.quality.io import iter_chunks, table_format
-from reprobook.quality.kinds import Kind, category_values, column_kind, is_numeric, merge_kinds, numeric_values
+from reprobook.quality.kinds import (
+    Kind,
+    category_values,
+    column_kind,
+    is_numeric,
+    merge_kinds,
+    numeric_values,
+)
 from reprobook.quality.moments import Moments
 from reprobook.quality.parallel import parallel_map
 from reprobook.quality.sketches import DistinctSketch, QuantileSketch

@@ -1,0 +1,76 @@
+"""Pipeline commands: ``run`` (the whole pipeline), ``stage`` (one stage), ``runs`` (recent runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+out = Console()
+
+
+def stage_command(
+    name: Annotated[str, typer.Argument(help="a stage declared in dvc.yaml")],
+    progress: Annotated[
+        bool, typer.Option(help="show which cell runs, and for how long, when stderr is a terminal")
+    ] = True,
+) -> None:
+    """Run one stage notebook through papermill and record it in MLflow (what dvc.yaml calls)."""
+    from reprobook.execution.progress import terminal_stderr
+    from reprobook.execution.runner import run_stage
+    from reprobook.project.paths import project_root
+
+    root = project_root()
+    outcome = run_stage(name, root, progress=progress and terminal_stderr())
+    # One line, never folded (soft_wrap) and no number colouring (highlight): a path stays whole.
+    console.print(
+        f"[green]stage {outcome.stage} finished[/] in {outcome.seconds:.1f}s: "
+        f"{outcome.html.relative_to(root)}, MLflow run {outcome.run_id}",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def run_command(
+    force: Annotated[bool, typer.Option("--force", "-f", help="rerun every stage, changed or not")] = False,
+    set_param: Annotated[
+        Optional[list[str]],
+        typer.Option("--set-param", "-S", metavar="KEY=VALUE",
+                     help="a one-off variant (repeat): run as a DVC experiment in a copy, params.yaml untouched"),
+    ] = None,
+) -> None:
+    """Run the whole pipeline (dvc repro) as one MLflow pipeline run with a child run per stage."""
+    from reprobook.execution.pipeline import run_pipeline
+    from reprobook.project.paths import project_root
+
+    result = run_pipeline(project_root(), force=force, overrides=set_param or [])
+    out.print(result.summary(), soft_wrap=True, highlight=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def runs_command(
+    limit: Annotated[int, typer.Option(min=1, help="how many runs to list")] = 20,
+    stage_name: Annotated[Optional[str], typer.Option("--stage", help="only runs of this stage")] = None,
+    output: Annotated[
+        Literal["table", "json"], typer.Option("--format", help="table (short ids, fits the terminal) or json (full ids)")
+    ] = "table",
+) -> None:
+    """Recent runs with their status and key metrics: a table, or JSON for scripts."""
+    from reprobook.project.paths import project_root
+    from reprobook.tracking.history import recent_runs, runs_json, runs_table
+
+    root = project_root()
+    runs = recent_runs(root, limit=limit, stage=stage_name)
+    if output == "json":
+        print(runs_json(runs))
+    else:
+        out.print(runs_table(root, runs, width=out.width, stage=stage_name))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("stage")(stage_command)
+    app.command("runs")(runs_command)

@@ -1,0 +1,86 @@
+"""``reprobook reproduce`` and ``reprobook compare``: the command-line face of the run record."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+out = Console()
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def reproduce_command(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id, or a unique prefix of it (4+ characters), of a stage run "
+                                                "(a pipeline run means its last stage)")],
+    rtol: Annotated[float, typer.Option(help="relative tolerance on quality metrics (default: exact)")] = 0.0,
+    atol: Annotated[float, typer.Option(help="absolute tolerance on quality metrics (default: exact)")] = 0.0,
+    full: Annotated[
+        bool, typer.Option("--full", help="re-run every stage up to the run's stage; by default only the stage re-runs, "
+                                     "on upstream outputs restored from DVC at the recorded hashes")
+    ] = False,
+    keep: Annotated[
+        Optional[Path], typer.Option(help="build the checkout in this (new) directory and keep it")
+    ] = None,
+) -> None:
+    """Rebuild a run from its record (commit, diff, data, params), re-run it, and say whether it reproduced.
+
+    Refuses before doing any work, saying why, when the run cannot be reproduced
+    (exit 1). Exit code 0 only when it reproduced; 3 when it ran but did not;
+    2 when the run id (or prefix) names no run or several.
+    From another clone, point MLFLOW_TRACKING_URI at the store holding the run.
+    """
+    from reprobook.execution.progress import step_printer
+    from reprobook.project.paths import project_root
+    from reprobook.reproduce.reproduce import (
+        NOT_REPRODUCED_EXIT,
+        reproduce,
+        verdict_table,
+    )
+    from reprobook.tracking import runids
+
+    runids.parse(run_id)  # a malformed id fails at once, before MLflow loads; reproduce() resolves a prefix
+    # Its steps on stderr as they start, on a terminal only; the verdict on stdout either way.
+    verdict = reproduce(project_root(), run_id, rtol=rtol, atol=atol, full=full, keep=keep, steps=step_printer())
+    out.print(verdict_table(verdict))
+    if not verdict.reproduced:
+        raise typer.Exit(NOT_REPRODUCED_EXIT)
+
+
+def compare_command(
+    run_ids: Annotated[list[str], typer.Argument(help="two or more MLflow run ids or unique prefixes of them "
+                                                      "(stage, pipeline or experiment runs)")],
+    output: Annotated[Format, typer.Option("--format", help="text (tables), json, or markdown (for a PR comment)")] = Format.text,
+) -> None:
+    """Side by side: params, data digests, commits and changed files, environment, and metrics with deltas."""
+    from reprobook.errors import UsageError
+    from reprobook.project.paths import project_root
+    from reprobook.reproduce import compare
+    from reprobook.tracking import runids, store
+    from reprobook.tracking.record import resolve_stage_run
+
+    if len(run_ids) < 2:
+        raise UsageError(f"compare needs at least two run ids; got {len(run_ids)}")
+    root = project_root()
+    full_ids = runids.resolve_all(root, run_ids)  # every id checked before any record is read
+    client = store.client(root)
+    comparison = compare.compare_records([resolve_stage_run(client, run_id) for run_id in full_ids], root)
+    if output is Format.json:
+        print(compare.to_json(comparison))
+    elif output is Format.markdown:
+        print(compare.to_markdown(comparison))
+    else:
+        out.print(compare.to_rich(comparison))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce_command)
+    app.command("compare")(compare_command)

@@ -1,0 +1,149 @@
+"""Run one stage: open its run, execute its notebook, keep the report, complete the record.
+
+A chain in papermill's manner: read the stage from ``dvc.yaml`` and the
+params it declares, open the stage's MLflow run (RUNNING, in a background
+thread beside the kernel's start), execute the notebook with those params
+injected, make the executed copy a stable report (notebook and HTML), then
+complete the run record from the stage's files. Tracking happens outside the
+kernel, so the notebook stays a plain notebook that also runs in Jupyter.
+Every run ends in a terminal state: FINISHED, FAILED, or KILLED on SIGINT or
+SIGTERM (the kernel is stopped on the way out).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprobook.errors import ReprobookError
+from reprobook.execution import notebook
+from reprobook.project.params import Params, project_params, stage_params
+from reprobook.project.paths import report_files
+from reprobook.project.stages import Stage, get_stage
+from reprobook.tracking import secrets
+
+
+class StageFailed(ReprobookError):
+    """A stage notebook raised; the message names the cell and the error."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    stage: str
+    run_id: str
+    status: str
+    notebook: Path
+    html: Path
+    seconds: float
+    error: str | None = None
+
+
+class _RunOpener:
+    """Create the stage's MLflow run in a background thread while the kernel starts.
+
+    Importing MLflow and opening the store take about a second: done beside
+    the kernel, the run is on record (RUNNING) from the stage's first seconds
+    at no cost to the stage's duration.
+    """
+
+    def __init__(self, stage: Stage, root: Path, params: Params, started: float) -> None:
+        self.run_id: str | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._open, args=(stage, root, params, started), daemon=True)
+        self._thread.start()
+
+    def _open(self, stage: Stage, root: Path, params: Params, started: float) -> None:
+        from reprobook.tracking.writer import start_stage_run
+
+        try:
+            self.run_id = start_stage_run(stage, root, params, started_ms=int(started * 1000))
+        except BaseException as exc:  # re-raised in the main thread by result()
+            self.error = exc
+
+    def result(self) -> str:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.run_id is not None
+        return self.run_id
+
+
+class StageInterrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the kernel is stopped and the run marked KILLED."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into an exception in the main thread, so cleanup (kernel, run status) happens."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise StageInterrupted(f"terminated by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
+    """Execute stage ``name`` and record it; raise :class:`StageFailed` if the notebook failed."""
+    from reprobook.tracking.writer import registers_model
+
+    with _sigterm_interrupts():
+        stage = get_stage(root, name)
+        params = project_params(root)
+        secrets.check_names(params, registers_model=registers_model(stage))
+        if registers_model(stage):
+            # Refuse a model of another task, target or features before any work, not after training.
+            from reprobook.tracking import registry, store
+
+            registry.check_project_binding(store.client(root), root, params.model.registered_name)
+        injected = {"params": stage_params(params, stage.params, stage.name), "project_dir": "."}
+        started = time.time()
+        executed = report_files(root, name)["notebook"]
+        opener = _RunOpener(stage, root, params, started)
+        try:
+            error = notebook.execute(root / stage.notebook, executed, injected, root, progress)
+            html = notebook.finish_report(executed, root)
+        except KeyboardInterrupt as exc:
+            _end_interrupted(opener, root, f"stage '{name}' interrupted: {exc or 'KeyboardInterrupt'}")
+            raise
+        except BaseException as exc:
+            _end_interrupted(opener, root, f"stage '{name}' failed: {type(exc).__name__}: {exc}", status="FAILED")
+            raise
+        from reprobook.tracking.writer import finish_stage_run
+
+        run_id = opener.result()
+        finish_stage_run(run_id, stage, root, params, error=error)
+    if error:
+        raise StageFailed(
+            f"stage '{name}' failed in {error}\n"
+            f"  executed notebook (failing cell marked): {executed.relative_to(root)}\n"
+            f"  MLflow run {run_id} marked FAILED"
+        )
+    return StageOutcome(name, run_id, "FINISHED", executed, html, time.time() - started)
+
+
+def _end_interrupted(opener: _RunOpener, root: Path, reason: str, status: str = "KILLED") -> None:
+    """Give the stage's run a terminal state; never hide the original exception."""
+    import logging
+
+    # The interrupted cell's task in papermill's event loop ends with "Kernel died" once the
+    # kernel is stopped; asyncio would report it at exit as a never-retrieved exception.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    from reprobook.tracking.writer import end_run
+
+    try:
+        end_run(root, opener.result(), reason, status)
+    except BaseException as exc:  # noqa: BLE001  the interruption is what the user must see
+        sys.stderr.write(f"warning: the stage's MLflow run could not be ended {status}: {exc}\n")

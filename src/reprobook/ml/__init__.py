@@ -1,0 +1,1 @@
+"""What the stage notebooks call: data sources, split, estimators, metrics, plots, scoping, error analysis."""

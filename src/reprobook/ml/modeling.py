@@ -1,0 +1,145 @@
+"""Modeling stage logic: train with a fixed seed, evaluate, time, save.
+
+Quality metrics (deterministic: they must reproduce exactly) are kept apart
+from timings (latency and throughput vary from run to run), so that a
+reproduction can demand equality of the first and tolerate the second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from reprobook.errors import ReprobookError
+from reprobook.ml.features import xy  # noqa: F401  (notebooks call modeling.xy)
+from reprobook.ml.metrics import evaluate, get_metric, is_better, meets
+from reprobook.project.params import ModelParams
+from reprobook.project.paths import MODEL_FILE, PREDICTIONS_FILE  # noqa: F401  (notebooks use modeling.*)
+
+
+def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> Pipeline:
+    """Fit, turning scikit-learn's parameter errors into a message about params.yaml."""
+    try:
+        return pipeline.fit(x, y)
+    except (ValueError, TypeError) as exc:
+        if "parameter" in str(exc):
+            raise ReprobookError(f"model.params: {str(exc).splitlines()[0]}") from None
+        raise
+
+
+def predict(pipeline: Pipeline, x: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (or values) and, for classifiers that have them, class probabilities."""
+    y_pred = pipeline.predict(x)
+    scores = pipeline.predict_proba(x) if task == "classification" and hasattr(pipeline, "predict_proba") else None
+    return y_pred, scores
+
+
+def cross_validate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams) -> dict[str, float]:
+    """Seeded k-fold CV on train: mean and standard deviation of every task metric."""
+    splitter = (StratifiedKFold if task == "classification" else KFold)(params.cv_folds, shuffle=True, random_state=params.seed)
+    labels = np.unique(y) if task == "classification" else None
+    per_fold: list[dict[str, float]] = []
+    for train_idx, valid_idx in splitter.split(x, y):
+        model = fit(clone(pipeline), x.iloc[train_idx], y.iloc[train_idx])
+        y_pred, scores = predict(model, x.iloc[valid_idx], task)
+        per_fold.append(evaluate(task, y.iloc[valid_idx], y_pred, scores, labels))
+    summary: dict[str, float] = {}
+    for name in per_fold[0]:
+        values = np.array([fold[name] for fold in per_fold])
+        summary[f"{name}_mean"] = float(values.mean())
+        summary[f"{name}_std"] = float(values.std())
+    return summary
+
+
+def compare_with_targets(test_metrics: dict[str, float], targets: dict[str, Any]) -> dict[str, Any]:
+    """Does the model meet the scoping threshold and beat the dummy and human baselines?"""
+    metric = get_metric(targets["primary_metric"], targets["task"])
+    value = test_metrics[metric.name]
+    baseline = targets["baseline"]["score"]
+    human = targets.get("human_level")
+    return {
+        "primary_metric": metric.name,
+        "value": value,
+        "meets_threshold": meets(metric, value, targets.get("threshold")),
+        "beats_baseline": is_better(metric, value, baseline),
+        "baseline_score": baseline,
+        "lift_over_baseline": value - baseline,
+        "beats_human_level": None if human is None else is_better(metric, value, human),
+        "suspicious": suspicious_score(metric, value, human) is not None,
+    }
+
+
+def suspicious_score(metric, value: float, human: float | None) -> str | None:
+    """Why a score is too good to trust (a perfect score, or better than people do), or None.
+
+    Such scores usually mean a leak (a copy of the target among the features,
+    test rows seen in training) rather than a great model: say so in the report.
+    """
+    best = metric.bounds[1] if metric.higher_is_better else metric.bounds[0]
+    if abs(value - best) < 1e-12:
+        return f"{metric.name} = {value:g} is a perfect score: look for a leak before trusting it"
+    if human is not None and is_better(metric, value, human):
+        return (f"{metric.name} = {value:.4g} beats human-level performance ({human:g}, scoping.human_level): "
+                "possible, but check for a leak")
+    return None
+
+
+def measure_latency(pipeline: Pipeline, x: pd.DataFrame, rows: int, repeats: int = 3) -> dict[str, float]:
+    """Per-row p50/p95 latency (one row at a time) and batch throughput."""
+    sample = x.iloc[: min(rows, len(x))]
+    pipeline.predict(sample.iloc[:1])  # warm-up
+    timings = []
+    for i in range(len(sample)):
+        row = sample.iloc[i : i + 1]
+        start = time.perf_counter()
+        pipeline.predict(row)
+        timings.append(time.perf_counter() - start)
+    batch = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pipeline.predict(x)
+        batch.append(time.perf_counter() - start)
+    ms = np.array(timings) * 1000
+    return {
+        "latency_p50_ms": float(np.percentile(ms, 50)),
+        "latency_p95_ms": float(np.percentile(ms, 95)),
+        "throughput_rows_per_s": float(len(x) / min(batch)),
+        "rows_timed": len(sample),
+    }
+
+
+def prediction_frame(y_true: pd.Series, y_pred: np.ndarray, scores: np.ndarray | None, classes: Any = None) -> pd.DataFrame:
+    frame = pd.DataFrame({"y_true": y_true.to_numpy(), "y_pred": y_pred})
+    if scores is not None:
+        for i, label in enumerate(classes):
+            frame[f"score_{label}"] = scores[:, i]
+    return frame
+
+
+def write_predictions(frame: pd.DataFrame, path: Path) -> str:
+    """Write predictions with a fixed float format; return their sha256 digest."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = frame.to_csv(index=False, float_format="%.12g", lineterminator="\n")
+    path.write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_model(pipeline: Pipeline, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, path)
+    return path
+
+
+def load_model(path: Path) -> Pipeline:
+    if not path.is_file():
+        raise ReprobookError(f"{path}: model not found; run the modeling stage first (dvc repro modeling)")
+    return joblib.load(path)

@@ -1,0 +1,208 @@
+"""Check everything checkable before any stage runs, so a mistake never costs the last good outputs.
+
+DVC deletes a stage's outputs before it runs the stage: a misspelt
+hyperparameter found inside the modeling notebook has already cost the model
+and its metrics. ``reprobook run`` therefore checks, before DVC starts, what
+the params say about each other (the threshold within the metric's range, the
+metric fits the task, the estimator importable, of the right kind and
+accepting its hyperparameters, sensitive features and dropped columns not the
+target and present in the schema, a registry name MLflow accepts), that the
+tracking store can be written, and that the disk has room. Every problem is
+reported at once, one line each, naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from reprobook.errors import ReprobookError
+from reprobook.project.params import Params
+
+MIN_FREE_BYTES = 200 * 1024 * 1024
+CONNECT_TIMEOUT_SECONDS = 5.0
+REGISTERED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\- ]*")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class PreflightError(ReprobookError):
+    """One or more problems found before running anything."""
+
+
+def check(root: Path, params: Params) -> None:
+    """Raise :class:`PreflightError` listing every problem found, or return quietly."""
+    problems = [
+        *params_problems(root, params),
+        *store_problems(root),
+        *disk_problems(root),
+    ]
+    if problems:
+        header = "nothing was run; " if len(problems) == 1 else f"nothing was run; {len(problems)} problems:\n  "
+        raise PreflightError(header + "\n  ".join(problems))
+
+
+def _last_targets(root: Path) -> dict:
+    """What the last scoping run decided (task, target), if it ran."""
+    from reprobook.project.paths import TARGETS_FILE
+
+    try:
+        return json.loads((root / TARGETS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def known_task(root: Path, params: Params) -> str | None:
+    """The task if it is known before running: set in params, or decided by the last scoping run."""
+    if params.scoping.task in ("classification", "regression"):
+        return params.scoping.task
+    return _last_targets(root).get("task")
+
+
+def params_problems(root: Path, params: Params) -> list[str]:
+    from reprobook.ml.metrics import METRICS
+
+    problems: list[str] = []
+    task = known_task(root, params)
+    metric = METRICS.get(params.scoping.primary_metric or "")
+    if params.scoping.primary_metric and metric is None:
+        problems.append(f"scoping.primary_metric: unknown metric '{params.scoping.primary_metric}'; "
+                        f"expected one of: {', '.join(METRICS)}")
+    if task is None and metric is not None:
+        # The data has not decided the task yet: the metric and the estimator must at least agree.
+        kind = _estimator_task(params)
+        if kind and kind != metric.task:
+            problems.append(f"scoping.primary_metric '{metric.name}' is a {metric.task} metric but model.estimator "
+                            f"'{params.model.estimator}' is for {kind}: change one of them")
+            return problems
+        task = metric.task
+    if metric is not None and task and metric.task != task:
+        fitting = ", ".join(m for m, spec in METRICS.items() if spec.task == task)
+        problems.append(f"scoping.primary_metric: '{metric.name}' is a {metric.task} metric but the task is {task}; "
+                        f"expected one of: {fitting}")
+    threshold = params.scoping.threshold
+    if metric is not None and threshold is not None and not metric.bounds[0] <= threshold <= metric.bounds[1]:
+        low, high = metric.bounds
+        problems.append(f"scoping.threshold: {threshold} can never be met by {metric.name}, "
+                        f"whose values lie in [{low:g}, {high:g}]")
+    problems += _estimator_problems(params, task)
+    target = params.data.target or _last_targets(root).get("target")
+    columns = _schema_columns(root, params)
+    for key, names in (("data.drop_columns", params.data.drop_columns),
+                       ("error_analysis.sensitive_features", params.error_analysis.sensitive_features)):
+        for name in names:
+            if target and name == target:
+                problems.append(f"{key}: '{name}' is the target (data.target); a feature list cannot hold it")
+            elif columns is not None and name not in columns:
+                problems.append(f"{key}: no column '{name}' in the schema {params.data.schema_file}")
+    problems += _data_file_problems(root, params)
+    name = params.model.registered_name
+    if not REGISTERED_NAME.fullmatch(name) or name != name.strip():
+        problems.append(f"model.registered_name: '{name}' is not a registry name MLflow accepts; use letters, "
+                        "digits, '-', '_', '.' (no '/', ':' or '%')")
+    return problems
+
+
+def _data_file_problems(root: Path, params: Params) -> list[str]:
+    """A CSV whose header repeats a column (pandas would rename the copy, silently)."""
+    from reprobook.ml.datasets import check_csv_header
+    from reprobook.project.paths import source_file
+
+    path = source_file(params.data.source, root) if params.data.source.startswith("csv:") else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        check_csv_header(path)
+    except ReprobookError as exc:
+        return [str(exc)]
+    return []
+
+
+def _estimator_task(params: Params) -> str | None:
+    """The task the configured estimator is for, when the data has not decided it yet."""
+    from sklearn.base import is_classifier, is_regressor
+
+    from reprobook.ml.estimators import resolve_estimator
+
+    try:
+        estimator = resolve_estimator(params.model.estimator)()
+    except Exception:  # reported by _estimator_problems
+        return None
+    return "classification" if is_classifier(estimator) else "regression" if is_regressor(estimator) else None
+
+
+def _estimator_problems(params: Params, task: str | None) -> list[str]:
+    from reprobook.ml.estimators import make_estimator
+
+    try:
+        estimator = make_estimator(params.model, task or "auto")
+        estimator._validate_params()  # scikit-learn's own check of every hyperparameter value
+    except ReprobookError as exc:
+        return [str(exc)]
+    except Exception as exc:  # InvalidParameterError and friends: a value the estimator refuses
+        return [f"model.params: {exc}"]
+    return []
+
+
+def _schema_columns(root: Path, params: Params) -> set[str] | None:
+    if not params.data.schema_file or not (root / params.data.schema_file).is_file():
+        return None
+    import yaml
+
+    try:
+        schema = yaml.safe_load((root / params.data.schema_file).read_text()) or {}
+    except yaml.YAMLError:
+        return None
+    columns = schema.get("columns") if isinstance(schema, dict) else None
+    return set(columns) if isinstance(columns, dict) else None
+
+
+def store_problems(root: Path) -> list[str]:
+    """The tracking store can be written: a SQLite file (present, writable, really SQLite) or a server that answers."""
+    from reprobook.tracking.store import tracking_uri
+
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        path = path if path.is_absolute() else Path("/" + str(path))
+        if path.exists():
+            if not path.is_file():
+                return [f"tracking store {path}: not a file"]
+            with path.open("rb") as handle:
+                head = handle.read(len(SQLITE_HEADER))
+            if head and head != SQLITE_HEADER:
+                return [f"tracking store {path}: not an SQLite database (corrupt?); move it aside to start a new one"]
+            if not _writable(path):
+                return [f"tracking store {path}: read-only; make it writable (chmod u+w) or set MLFLOW_TRACKING_URI"]
+        elif not _writable(path.parent):
+            return [f"tracking store {path}: its folder is not writable"]
+        return []
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=CONNECT_TIMEOUT_SECONDS).close()
+        except OSError as exc:
+            return [f"tracking store {_without_credentials(parsed)}: unreachable ({exc.strerror or exc}); "
+                    "start the server or fix MLFLOW_TRACKING_URI"]
+    return []
+
+
+def _without_credentials(parsed) -> str:
+    return f"{parsed.scheme}://{parsed.hostname}{f':{parsed.port}' if parsed.port else ''}{parsed.path}"
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+def disk_problems(root: Path) -> list[str]:
+    free = shutil.disk_usage(root).free
+    if free < MIN_FREE_BYTES:
+        return [f"{root}: only {free // (1024 * 1024)} MB free on disk; a run needs at least "
+                f"{MIN_FREE_BYTES // (1024 * 1024)} MB (reports, models, the DVC cache, the tracking store)"]
+    return []

@@ -1,0 +1,1 @@
+"""Tracking: the one place that writes to MLflow, the run record, registry, environment and git state."""

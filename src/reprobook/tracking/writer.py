@@ -1,0 +1,199 @@
+"""The run record of a stage execution, written to MLflow from the stage's files.
+
+One MLflow run per stage execution: tags (stage, commit, dirty flag, parent
+pipeline run), the params the stage declares (flattened) and every seed,
+metrics and timings, the executed notebook and its HTML, outputs and plots,
+and the ``record/`` artifacts that ``reproduce`` and ``compare`` read (see
+docs/run-record.md). A stage that writes the model file registers the model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reprobook.project.params import Params, flatten, seeds, stage_params
+from reprobook.project.paths import MODEL_FILE, report_files, source_file
+from reprobook.project.stages import FINGERPRINT_DIR, Stage
+from reprobook.tracking import environment, gitinfo, orphans, secrets, store
+
+IGNORED_INPUTS = (".gitignore", ".gitkeep")
+
+
+def input_files(root: Path, stage: Stage, params: Params) -> list[Path]:
+    """The data files a stage reads: its dvc.yaml deps (folders expanded), and a source outside the project."""
+    files: list[Path] = []
+    for dep in stage.deps:
+        if dep.startswith(FINGERPRINT_DIR):
+            continue
+        path = root / dep
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files.extend(p for p in found if p.name not in IGNORED_INPUTS and p.suffix != ".dvc")
+    if stage.reads("data.source"):
+        source = source_file(params.data.source, root)
+        if source is not None and not source.resolve().is_relative_to(root.resolve()):
+            files.append(source)
+    return files
+
+
+def registers_model(stage: Stage) -> bool:
+    return MODEL_FILE in stage.outs
+
+
+def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int, interactive: bool = False) -> str:
+    """Create the stage's MLflow run (RUNNING) with its tags and params; return its id.
+
+    Created when the stage starts, so a stage that is killed is on record.
+    """
+    from mlflow.entities import Param
+
+    from reprobook.tracking import groups
+
+    client = store.client(root)
+    experiment = store.experiment_id(client, params.tracking.experiment, root)
+    code = gitinfo.code_version(root)
+    tags = {
+        store.TAG_STAGE: stage.name,
+        store.TAG_COMMIT: code.commit or "none",
+        store.TAG_DIRTY: str(code.dirty).lower(),
+        "mlflow.source.git.commit": code.commit or "",
+        "mlflow.source.name": stage.notebook,
+        **store.context_tags(),
+    }
+    tags.update(orphans.owner_tags())
+    ended = orphans.end_orphans(client, experiment)
+    if ended:
+        print(f"note: {len(ended)} run(s) left RUNNING by a process that no longer exists marked KILLED: "
+              f"{', '.join(r[:8] for r in ended)}", file=sys.stderr)
+    if interactive:
+        tags[store.TAG_INTERACTIVE] = "true"
+    else:
+        parent = groups.parent_for_stage(client, experiment, root, pipeline_params(root, params), started_ms)
+        if parent:
+            tags[store.TAG_PARENT] = tags[store.TAG_PIPELINE] = parent
+    run_id = client.create_run(experiment, start_time=started_ms, tags=tags, run_name=stage.name).info.run_id
+    logged = secrets.redact_params({**flatten(stage_params(params, stage.params, stage.name)),
+                                    **{f"seed.{k}": v for k, v in seeds(params).items()}})
+    client.log_batch(
+        run_id,
+        params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(logged.items())],
+    )
+    return run_id
+
+
+def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, error: str | None,
+                     interactive: bool = False) -> str:
+    """Complete the run record from the stage's files, register the model, end the run; return its status."""
+    from mlflow.entities import Metric, RunTag
+
+    from reprobook.tracking import groups
+
+    files = report_files(root, stage.name)
+    client = store.client(root)
+    run = client.get_run(run_id)
+    tags = run.data.tags
+    status = "FAILED" if error else "FINISHED"
+    try:
+        metrics = _read_metrics(files["metrics"]) | {
+            f"timing.{k}": v for k, v in _read_metrics(files["timings"]).items()
+        }
+        now = int(time.time() * 1000)
+        digest = _prediction_digest(files["digest"])
+        extra_tags = [RunTag(store.TAG_ERROR, secrets.redact_text(error)[:5000])] if error else []
+        if digest:
+            extra_tags.append(RunTag(store.TAG_PREDICTION_DIGEST, digest))
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(metrics.items())], tags=extra_tags)
+        _log_record(client, run_id, root, stage, params, gitinfo.code_version(root))
+        # An interactive run's report is the notebook open in Jupyter, not the last pipeline report.
+        for key in () if interactive else ("notebook", "html"):
+            if files[key].is_file():
+                client.log_artifact(run_id, str(files[key]), "notebook")
+        if interactive and (root / stage.notebook).is_file():
+            client.log_text(run_id, secrets.redact_notebook((root / stage.notebook).read_text()),
+                            f"notebook/{Path(stage.notebook).name}")
+        for key in ("outputs", "plots"):
+            if files[key].is_dir():
+                client.log_artifacts(run_id, str(files[key]), key)
+        for key in ("metrics", "timings"):
+            if files[key].is_file():
+                client.log_artifact(run_id, str(files[key]), "metrics")
+        # A reproduction re-creates a model already registered, and an interactive run is
+        # exploration: neither registers a model.
+        if registers_model(stage) and not error and not interactive and "reprobook.reproduction_of" not in tags:
+            from reprobook.tracking.registry import log_and_register
+
+            try:
+                log_and_register(client, run_id, root, params)
+            except Exception as exc:
+                client.set_tag(run_id, store.TAG_ERROR, secrets.redact_text(f"registration: {exc}")[:5000])
+                raise
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        raise
+    finally:
+        client.set_terminated(run_id, status)
+        groups.stage_ended(client, tags.get(store.TAG_PIPELINE), status)
+    return status
+
+
+def end_run(root: Path, run_id: str, reason: str, status: str = "KILLED") -> None:
+    """End a run that stopped before its record was complete (a signal, an error), saying why."""
+    from reprobook.tracking import groups
+
+    client = store.client(root)
+    client.set_tag(run_id, store.TAG_ERROR, secrets.redact_text(reason)[:5000])
+    client.set_terminated(run_id, status)
+    groups.stage_ended(client, client.get_run(run_id).data.tags.get(store.TAG_PIPELINE), status)
+
+
+def pipeline_params(root: Path, params: Params) -> dict[str, Any]:
+    """What a pipeline run logs: the params some stage declares, flattened (not every default)."""
+    from reprobook.project.stages import load_stages
+
+    declared = sorted({key for stage in load_stages(root).values() for key in stage.params})
+    flat = flatten(params.model_dump(mode="json"))
+    return secrets.redact_params({
+        key: value for key, value in flat.items()
+        if any(key == d or key.startswith(f"{d}.") for d in declared) or key == "tracking.experiment"
+    })
+
+
+def _log_record(client, run_id: str, root: Path, stage: Stage, params: Params, code: gitinfo.CodeVersion) -> None:
+    """The ``record/`` artifacts that reproduction reads."""
+    record = {
+        "params.yaml": _yaml(secrets.redact_params(params.model_dump(mode="json"))),
+        "environment.json": json.dumps(environment.capture(), indent=2, sort_keys=True),
+        "inputs.json": json.dumps(store.input_digests(root, input_files(root, stage, params)), indent=2, sort_keys=True),
+        "code.json": json.dumps(
+            {"commit": code.commit, "dirty": code.dirty, "status": code.status}, indent=2, sort_keys=True
+        ),
+        "seeds.json": json.dumps(seeds(params), indent=2, sort_keys=True),
+    }
+    for name in ("dvc.lock", "dvc.yaml", stage.fingerprint):
+        if (root / name).is_file():
+            record[Path(name).name if name != stage.fingerprint else "code_fingerprint.json"] = (root / name).read_text()
+    if code.dirty and code.diff:
+        record["git.diff"] = code.diff
+    for name, text in record.items():
+        client.log_text(run_id, secrets.redact_text(text), f"{store.RECORD_DIR}/{name}")
+
+
+def _yaml(payload: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(payload, sort_keys=False)
+
+
+def _read_metrics(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    return store.metrics_for_mlflow(json.loads(path.read_text()))
+
+
+def _prediction_digest(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("prediction_digest")
