@@ -37,9 +37,54 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def sh(args: list[str], cwd: Path, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
-    """Run a real command; on unexpected failure show its output."""
-    result = subprocess.run(args, cwd=cwd, env=tool_env(**extra), capture_output=True, text=True)
+COMMAND_TIMEOUT = 420  # seconds: below pytest-timeout's 600, so a hang is diagnosed here, not just killed
+
+
+def _stacks_of(root_pid: int, cwd: Path) -> str:
+    """The processes under ``root_pid`` or working in ``cwd`` (a daemon that escaped the tree
+    but holds the output pipe), with command lines and, for Python processes, py-spy's stacks."""
+    import psutil
+
+    tree = {}
+    with contextlib.suppress(psutil.Error):
+        tree = {p.pid: p for p in [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]}
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.pid not in tree and Path(process.cwd()).is_relative_to(cwd):
+                tree[process.pid] = process
+    tree = list(tree.values())
+    lines = []
+    for process in tree:
+        try:
+            lines.append(f"--- pid {process.pid} ppid {process.ppid()} {process.status()}: {' '.join(process.cmdline())[:300]}")
+        except psutil.Error:
+            continue
+        dumped = subprocess.run([str(BIN / "py-spy"), "dump", "--pid", str(process.pid)], capture_output=True, text=True)
+        if dumped.returncode == 0:  # a Python process
+            lines.append(dumped.stdout[-4000:])
+    return "\n".join(lines)
+
+
+def sh(args: list[str], cwd: Path, check: bool = True, timeout: float = COMMAND_TIMEOUT,
+       **extra: str) -> subprocess.CompletedProcess:
+    """Run a real command; on unexpected failure show its output, on a hang the stacks of its processes."""
+    process = subprocess.Popen(args, cwd=cwd, env=tool_env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stacks = _stacks_of(process.pid, Path(cwd).resolve())
+        os.killpg(process.pid, 9)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = "", "(output pipe still held by a process outside the command's group)"
+        raise AssertionError(f"{' '.join(args)} still running after {timeout:.0f}s\n{stdout[-3000:]}\n"
+                             f"{stderr[-3000:]}\nprocesses:\n{stacks}") from None
+    except BaseException:
+        os.killpg(process.pid, 9)
+        raise
+    result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
