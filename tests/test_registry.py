@@ -18,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -32,6 +31,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from conftest import mlflow_store_uris
 from reprobook.errors import ReprobookError
+from reprobook.ml.persistence import load_model, save_model
+from reprobook.project.paths import MODEL_FILE
 from reprobook.project.params import Params
 from reprobook.tracking import registry, store
 from reprobook.tracking.registry import (
@@ -86,6 +87,7 @@ def make_project(
     metric: str = "roc_auc",
     drop: tuple[str, ...] = (),
     add: tuple[str, ...] = (),
+    trusted: tuple[str, ...] = (),
 ) -> Path:
     """A project folder after the modeling stage: model, split, targets.json, metrics.json."""
     frame = DATA.rename(columns={"target": target}).drop(columns=list(drop))
@@ -97,8 +99,7 @@ def make_project(
     (root / "data/processed").mkdir(parents=True)
     train.reset_index(drop=True).to_parquet(root / "data/processed/train.parquet", index=False)
     test.reset_index(drop=True).to_parquet(root / "data/processed/test.parquet", index=False)
-    (root / "models").mkdir()
-    joblib.dump(model, root / "models/model.joblib")
+    save_model(model, root / MODEL_FILE, trusted=trusted)
     own = own_score(model, test, target)
     (root / "reports/scoping/outputs").mkdir(parents=True)
     targets = {"task": task, "target": target, "primary_metric": metric, "higher_is_better": True}
@@ -115,16 +116,23 @@ def own_score(model, test: pd.DataFrame, target: str = "target") -> float:
     return float(roc_auc_score(y, model.predict_proba(x)[:, 1]))
 
 
-def register(store, root: Path, name: str):
+def register(store, root: Path, name: str, trusted: tuple[str, ...] = ()):
     """What the run record does after the modeling stage: a run, then log_and_register."""
     client, experiment = store
     run_id = client.create_run(experiment).info.run_id
-    params = Params.model_validate({"model": {"registered_name": name}})
+    params = Params.model_validate({"model": {"registered_name": name, "trusted_types": list(trusted)}})
     return run_id, log_and_register(client, run_id, root, params)
 
 
 def champion_version(client, name: str) -> str:
     return str(client.get_model_version_by_alias(name, registry.CHAMPION).version)
+
+
+def champion_model(client, name: str = "loans"):
+    return registry.load_registered_model(client, name, champion_version(client, name))
+
+
+FRAGILE_TYPE = f"{FragileClassifier.__module__}.{FragileClassifier.__qualname__}"
 
 
 def test_first_model_becomes_champion_and_binds_the_name(mlflow_store, tmp_path):
@@ -139,7 +147,7 @@ def test_first_model_becomes_champion_and_binds_the_name(mlflow_store, tmp_path)
     assert json.loads(tags[registry.TAG_FEATURES]) == FEATURES
     run_tags = client.get_run(run_id).data.tags
     assert run_tags[registry.TAG_CHAMPION_SCORE].startswith("none")
-    own = own_score(joblib.load(root / "models/model.joblib"), pd.read_parquet(root / "data/processed/test.parquet"))
+    own = own_score(load_model(root / MODEL_FILE), pd.read_parquet(root / "data/processed/test.parquet"))
     assert float(run_tags[registry.TAG_CHALLENGER_SCORE]) == pytest.approx(own)
 
 
@@ -186,7 +194,7 @@ def test_check_binding_refuses_without_a_model_file(mlflow_store, tmp_path):
 
     # From the project's files, before the notebook has written a model.
     other = make_project(tmp_path / "p2", LogisticRegression(), seed=2, target="malignant")
-    (other / "models/model.joblib").unlink()
+    (other / MODEL_FILE).unlink()
     with pytest.raises(RegistryMismatch, match="target: expected 'target', found 'malignant'"):
         check_project_binding(client, other, "legacy")
     check_project_binding(client, tmp_path / "empty", "legacy")  # scoping/data not run yet: nothing to check
@@ -203,8 +211,6 @@ def test_registry_module_imports_light():
 
 
 def test_champion_is_rescored_on_the_challengers_rows(mlflow_store, tmp_path):
-    import mlflow.sklearn
-
     client, _ = mlflow_store
     first = make_project(tmp_path / "stump", DecisionTreeClassifier(max_depth=1, random_state=0), seed=1)
     stump_run, _ = register(mlflow_store, first, "loans")
@@ -213,7 +219,7 @@ def test_champion_is_rescored_on_the_challengers_rows(mlflow_store, tmp_path):
 
     better = make_project(tmp_path / "better", LogisticRegression(), seed=2)
     better_rows = pd.read_parquet(better / "data/processed/test.parquet")
-    expected = own_score(mlflow.sklearn.load_model("models:/loans@champion"), better_rows)
+    expected = own_score(champion_model(client), better_rows)
     assert expected != stump_own
     run_id, promotion = register(mlflow_store, better, "loans")
     assert promotion.promoted, promotion.reason
@@ -230,7 +236,7 @@ def test_champion_is_rescored_on_the_challengers_rows(mlflow_store, tmp_path):
 
     worse = make_project(tmp_path / "worse", DummyClassifier(strategy="prior"), seed=3)
     worse_rows = pd.read_parquet(worse / "data/processed/test.parquet")
-    expected = own_score(mlflow.sklearn.load_model("models:/loans@champion"), worse_rows)
+    expected = own_score(champion_model(client), worse_rows)
     run_id, promotion = register(mlflow_store, worse, "loans")
     assert not promotion.promoted and "does not beat" in promotion.reason
     assert champion_version(client, "loans") == "2"
@@ -242,10 +248,12 @@ def test_champion_is_rescored_on_the_challengers_rows(mlflow_store, tmp_path):
 
 def test_a_champion_that_cannot_predict_is_not_replaced(mlflow_store, tmp_path, monkeypatch):
     client, _ = mlflow_store
-    register(mlflow_store, make_project(tmp_path / "fragile", FragileClassifier(), seed=1), "loans")
+    fragile = make_project(tmp_path / "fragile", FragileClassifier(), seed=1, trusted=(FRAGILE_TYPE,))
+    register(mlflow_store, fragile, "loans", trusted=(FRAGILE_TYPE,))
     assert champion_version(client, "loans") == "1"
     monkeypatch.setitem(FRAGILE, "broken", True)
-    run_id, promotion = register(mlflow_store, make_project(tmp_path / "next", LogisticRegression(), seed=2), "loans")
+    following = make_project(tmp_path / "next", LogisticRegression(), seed=2)
+    run_id, promotion = register(mlflow_store, following, "loans", trusted=(FRAGILE_TYPE,))
     assert not promotion.promoted
     assert "RuntimeError: fragile champion cannot predict any more" in promotion.reason
     assert "set the alias champion on version 2 by hand" in promotion.reason
@@ -278,3 +286,32 @@ def test_project_client_registers_in_the_project_store_whatever_the_process_regi
         monkeypatch.undo()
     assert [m.name for m in client.search_registered_models()] == ["loans"]
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_a_custom_estimator_is_refused_until_its_type_is_trusted(mlflow_store, tmp_path):
+    """skops never instantiates a type the project has not listed: the error names it and the params key."""
+    with pytest.raises(ReprobookError, match=rf"{FRAGILE_TYPE}.*model.trusted_types"):
+        make_project(tmp_path / "untrusted", FragileClassifier(), seed=1)
+    root = make_project(tmp_path / "trusted", FragileClassifier(), seed=1, trusted=(FRAGILE_TYPE,))
+    with pytest.raises(ReprobookError, match=rf"{FRAGILE_TYPE}.*model.trusted_types"):
+        load_model(root / MODEL_FILE)  # a reader that does not trust it refuses it too
+    assert isinstance(load_model(root / MODEL_FILE, [FRAGILE_TYPE])[-1], FragileClassifier)
+    _, promotion = register(mlflow_store, root, "loans", trusted=(FRAGILE_TYPE,))
+    assert promotion.promoted
+
+
+def test_a_pickled_champion_is_never_loaded(mlflow_store, tmp_path):
+    """A champion stored with cloudpickle (as reprobook once did) is refused, not unpickled, and not replaced."""
+    import mlflow.sklearn
+
+    client, experiment = mlflow_store
+    first = make_project(tmp_path / "first", LogisticRegression(), seed=1)
+    register(mlflow_store, first, "loans")
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(load_model(first / MODEL_FILE), name="model", registered_model_name="loans",
+                                        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+    client.set_registered_model_alias("loans", registry.CHAMPION, str(info.registered_model_version))
+    _, promotion = register(mlflow_store, make_project(tmp_path / "next", LogisticRegression(C=0.5), seed=2), "loans")
+    assert not promotion.promoted
+    assert "pickle, which reprobook never loads" in promotion.reason
+    assert champion_version(client, "loans") == "2"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
@@ -20,6 +20,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from reprobook.errors import ReprobookError
+from reprobook.ml import persistence
 from reprobook.ml.features import xy  # noqa: F401  (notebooks call modeling.xy)
 from reprobook.ml.metrics import evaluate, get_metric, is_better, meets
 from reprobook.project.params import ModelParams
@@ -133,13 +134,12 @@ def write_predictions(frame: pd.DataFrame, path: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def save_model(pipeline: Pipeline, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, path)
-    return path
+def save_model(pipeline: Pipeline, path: Path, settings: ModelParams | None = None) -> Path:
+    """Save as a byte-stable skops file (and a joblib copy if ``model.joblib_copy`` asks for one)."""
+    return persistence.save_model(pipeline, path, trusted=settings.trusted_types if settings else (),
+                                  joblib_copy=bool(settings and settings.joblib_copy))
 
 
-def load_model(path: Path) -> Pipeline:
-    if not path.is_file():
-        raise ReprobookError(f"{path}: model not found; run the modeling stage first (dvc repro modeling)")
-    return joblib.load(path)
+def load_model(path: Path, trusted: Iterable[str] = ()) -> Pipeline:
+    """Load the model, instantiating only scikit-learn/NumPy/SciPy types and those in ``trusted``."""
+    return persistence.load_model(path, trusted)

@@ -74,6 +74,22 @@ class ModelParams(_Section):
     cv_folds: int = Field(5, ge=2, le=20)
     registered_name: str = Field("reprobook-model", min_length=1, description="name in the MLflow model registry")
     latency_rows: int = Field(200, ge=10, le=100_000, description="rows timed one by one for p50/p95 latency")
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="types outside scikit-learn, NumPy and SciPy the model may contain (a custom transformer); "
+        "a model file naming any other type is refused, never unpickled",
+    )
+    joblib_copy: bool = Field(False, description="also write models/model.joblib (a pickle) for tools that want one")
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _dotted_names(cls, value: list[str]) -> list[str]:
+        from reprobook.ml.persistence import is_type_name
+
+        wrong = [name for name in value if not is_type_name(name)]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not a dotted type name such as 'mypackage.transformers.Clipper'")
+        return value
 
 
 class ErrorAnalysisParams(_Section):

@@ -25,7 +25,9 @@ DEFAULT_REMOTE_URL = "~/.cache/reprobook/dvc-storage"
 TARGETS_FILE = "reports/scoping/outputs/targets.json"
 TRAIN_FILE = "data/processed/train.parquet"
 TEST_FILE = "data/processed/test.parquet"
-MODEL_FILE = "models/model.joblib"
+MODEL_FILE = "models/model.skops"
+"""The model, as a skops file (never a pickle: see :mod:`reprobook.ml.persistence`)."""
+LEAKAGE_FILE = "reports/data/outputs/leakage.json"
 PREDICTIONS_FILE = "reports/modeling/outputs/predictions.csv"
 
 

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprobook.errors import ReprobookError
 from reprobook.project.params import Params
-from reprobook.project.paths import MODEL_FILE, TARGETS_FILE
+from reprobook.project.paths import LEAKAGE_FILE, MODEL_FILE, TARGETS_FILE
 from reprobook.tracking import store
 
 if TYPE_CHECKING:
@@ -243,9 +243,8 @@ def gate(
     return decide(candidate, meets_threshold, champion.value, metric_name, task)
 
 
-def score_champion(client, name: str, x, y, metric_name: str, task: str) -> ChampionScore:
+def score_champion(client, name: str, x, y, metric_name: str, task: str, trusted: Sequence[str] = ()) -> ChampionScore:
     """Load the current champion and score it on these rows, as the modeling notebook scores a model."""
-    import mlflow.sklearn
     from mlflow.exceptions import MlflowException
 
     try:
@@ -253,11 +252,36 @@ def score_champion(client, name: str, x, y, metric_name: str, task: str) -> Cham
     except MlflowException:
         return ChampionScore()
     try:
-        model = mlflow.sklearn.load_model(f"models:/{name}/{current.version}")
+        model = load_registered_model(client, name, str(current.version), trusted)
         value = primary_score(model, x, y, metric_name, task)
     except Exception as exc:  # noqa: BLE001 - any failure means "cannot compare", never "promote"
         return ChampionScore(str(current.version), None, _short(exc))
     return ChampionScore(str(current.version), value)
+
+
+def load_registered_model(client, name: str, version: str, trusted: Sequence[str] = ()) -> Any:
+    """A registered version's sklearn model, loaded under reprobook's trust policy.
+
+    Not ``mlflow.sklearn.load_model``: that unpickles a cloudpickle model and
+    trusts the skops types its own ``MLmodel`` file lists, so whoever can write
+    to the tracking store decides what code runs here. The trust list comes from
+    this project's params instead, and a pickled model is refused.
+    """
+    import tempfile
+
+    import mlflow.artifacts
+    import yaml
+
+    from reprobook.ml.persistence import load_model
+
+    source = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory(prefix="reprobook-champion-") as scratch:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch))
+        flavor = yaml.safe_load((local / "MLmodel").read_text()).get("flavors", {}).get("sklearn", {})
+        if flavor.get("serialization_format") != "skops":
+            raise ValueError(f"version {version} is stored as a {flavor.get('serialization_format', 'non-sklearn')} "
+                             "pickle, which reprobook never loads (unpickling runs code); rerun modeling to replace it")
+        return load_model(local / flavor.get("pickled_model", "model.skops"), trusted)
 
 
 def primary_score(model: Any, x, y, metric_name: str, task: str) -> float:
@@ -295,15 +319,16 @@ def log_and_register(client, run_id: str, root: Path, params: Params) -> Promoti
     from reprobook.ml.prep import read_split
     from reprobook.ml.scoping import load_targets
 
-    model = load_model(root / MODEL_FILE)
+    trusted = params.model.trusted_types
+    model = load_model(root / MODEL_FILE, trusted)
     targets = load_targets(root)
     task, metric_name = targets["task"], targets["primary_metric"]
     features, y = xy(read_split(root).test, targets["target"])
     name = params.model.registered_name
     binding = Binding(task, targets["target"], tuple(str(c) for c in features.columns))
     check_binding(client, name, binding.task, binding.target, binding.features)
-    champion = score_champion(client, name, features, y, metric_name, task)
-    version = _log_model(run_id, model, features, name)
+    champion = score_champion(client, name, features, y, metric_name, task, trusted)
+    version = _log_model(run_id, model, features, name, root / MODEL_FILE, trusted)
     bind(client, name, binding)
     comparison = json.loads((root / "reports/modeling/metrics.json").read_text())["comparison"]
     promotion = gate(comparison["value"], comparison["meets_threshold"], champion, metric_name, task, name, version)
@@ -321,23 +346,29 @@ def log_and_register(client, run_id: str, root: Path, params: Params) -> Promoti
 
 
 def target_leaks(root: Path) -> list[dict[str, str]]:
-    """The target leaks the data stage found (reports/data/outputs/leakage.json), if any."""
-    path = root / "reports/data/outputs/leakage.json"
+    """The target leaks the data stage found (``paths.LEAKAGE_FILE``), if any."""
+    path = root / LEAKAGE_FILE
     try:
         return list(json.loads(path.read_text()).get("target_leaks", []))
     except (OSError, ValueError):
         return []
 
 
-def _log_model(run_id: str, model: Any, features: pd.DataFrame, name: str) -> str:
-    """Log the model with a signature and an input example, register it; return the new version."""
+def _log_model(run_id: str, model: Any, features: pd.DataFrame, name: str, path: Path, trusted: Sequence[str]) -> str:
+    """Log the model (skops, with its trust list) with a signature and an input example, register it.
+
+    Returns the new version. The skops types MLflow records are the ones this
+    project's policy accepted (:func:`reprobook.ml.persistence.trusted_types`),
+    so ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` load it without
+    unpickling.
+    """
     import mlflow
     import mlflow.sklearn
 
+    from reprobook.ml.persistence import trusted_types
+
     example = features.head(5)
     signature = _signature(model, features, example)
-    # cloudpickle is chosen knowingly (models load without a skops trust list): mute the warning.
-    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             model,
@@ -345,7 +376,8 @@ def _log_model(run_id: str, model: Any, features: pd.DataFrame, name: str) -> st
             signature=signature,
             input_example=example,
             registered_model_name=name,
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=trusted_types(path.read_bytes(), trusted),
             pip_requirements=_requirements(),
         )
     return str(info.registered_model_version)
