@@ -276,7 +276,7 @@ def user_model(root: Path) -> tuple[str, str]:
 
 
 def splits_and_model(root: Path) -> tuple[dict, object]:
-    """The features of the project's own splits (as modeling.xy gives them) and models/model.joblib."""
+    """The features of the project's own splits (as modeling.xy gives them) and models/model.skops."""
     from reprobook.ml.modeling import load_model, xy
     from reprobook.ml.prep import read_split
     from reprobook.ml.scoping import load_targets
@@ -314,7 +314,7 @@ def test_registered_model_predicts_through_pyfunc_on_the_projects_data(pipeline)
     frames = {**features, "missing integer": with_missing_integer(features["test"])}
     for label, frame in frames.items():
         predicted = np.asarray(loaded.predict(frame))
-        assert np.array_equal(predicted, model.predict(frame)), f"{uri} on {label} rows differs from models/model.joblib"
+        assert np.array_equal(predicted, model.predict(frame)), f"{uri} on {label} rows differs from models/model.skops"
 
 
 def listening_addresses(port: int) -> set[str] | None:
