@@ -210,7 +210,13 @@ def test_both_runs_reproduce_from_a_fresh_clone(two_runs, which):
         code, output = result.returncode, result.stdout + result.stderr
         assert "checking out commit" not in output and "\x1b" not in output, "off a terminal: the verdict, no steps"
     else:
-        code, screen, verdict = run_in_pty([str(BIN / "reprobook"), "reproduce", original.run_id], two_runs["fresh"],
+        # B's diff edits a module: the record would run code not in the commit, so it needs the user's consent.
+        refused = reprobook(two_runs["fresh"], "reproduce", original.run_id, uri=two_runs["uri"], check=False)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "src/reprobook/ml/estimators.py" in refused.stderr and "--allow-code-changes" in refused.stderr
+        assert "model.params.max_depth" not in refused.stderr.split("would run code")[1], "a hyperparameter is not code"
+        code, screen, verdict = run_in_pty([str(BIN / "reprobook"), "reproduce", original.run_id,
+                                            "--allow-code-changes"], two_runs["fresh"],
                                            terminal_env(MLFLOW_TRACKING_URI=two_runs["uri"], COLUMNS="200"),
                                            stdout_too=False)
         output = verdict + screen
@@ -238,6 +244,8 @@ def test_both_runs_reproduce_from_a_fresh_clone(two_runs, which):
     assert new.inputs == original.inputs and new.params == original.params
     if which == "b":
         assert "DIRTY" in output and "git apply" in output, "a dirty run is flagged and its diff applied"
+        assert "restoring params.yaml from the run's record (model.params.max_depth 4 -> 2)" in screen
+        assert "applying the run's uncommitted diff (git apply): src/reprobook/ml/estimators.py" in screen
         assert new.params["model.params.max_depth"] == "2"
 
 

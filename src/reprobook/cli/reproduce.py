@@ -30,8 +30,17 @@ def reproduce_command(
     keep: Annotated[
         Optional[Path], typer.Option(help="build the checkout in this (new) directory and keep it")
     ] = None,
+    allow_code_changes: Annotated[
+        bool, typer.Option("--allow-code-changes", help="apply a recorded diff that changes code, or recorded params "
+                                                         "that name code or feed a stage command (they come from the "
+                                                         "tracking store: review them first)")
+    ] = False,
 ) -> None:
     """Rebuild a run from its record (commit, diff, data, params), re-run it, and say whether it reproduced.
+
+    What is taken from the record (diff files, params that differ from the
+    commit) is listed in the verdict; a recorded diff that changes code, or
+    params that name code, are refused unless --allow-code-changes is given.
 
     Refuses before doing any work, saying why, when the run cannot be reproduced
     (exit 1). Exit code 0 only when it reproduced; 3 when it ran but did not;
@@ -49,7 +58,8 @@ def reproduce_command(
 
     runids.parse(run_id)  # a malformed id fails at once, before MLflow loads; reproduce() resolves a prefix
     # Its steps on stderr as they start, on a terminal only; the verdict on stdout either way.
-    verdict = reproduce(project_root(), run_id, rtol=rtol, atol=atol, full=full, keep=keep, steps=step_printer())
+    verdict = reproduce(project_root(), run_id, rtol=rtol, atol=atol, full=full, keep=keep, steps=step_printer(),
+                        allow_code_changes=allow_code_changes)
     out.print(verdict_table(verdict))
     if not verdict.reproduced:
         raise typer.Exit(NOT_REPRODUCED_EXIT)

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from reprobook.errors import ReprobookError
-from reprobook.reproduce import compare, remote
+from reprobook.reproduce import compare, remote, trust
 from reprobook.tracking import gitinfo, runids, secrets, store
 from reprobook.tracking.record import (
     TAG_DATA_PUSH_ERROR,
@@ -80,6 +80,8 @@ class Plan:
     dvc_files: dict[str, list[str]]
     """``.dvc`` files at the commit (with the run's diff) and the object ids they point to."""
     stores: remote.DataStores
+    applied: trust.Applied = field(default_factory=trust.Applied)
+    """What the checkout takes from the record (diff files, params), shown to the user."""
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,17 @@ def _external_inputs_problems(record: RunRecord) -> list[str]:
     return problems
 
 
-def preflight(root: Path, record: RunRecord) -> Plan:
-    """Every reason the run cannot be reproduced, found from the record before any work."""
+def _at_commit(root: Path, commit: str, path: str) -> str | None:
+    shown = _git(root, "show", f"{commit}:{path}")
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def preflight(root: Path, record: RunRecord, *, allow_code_changes: bool = False) -> Plan:
+    """Every reason the run cannot be reproduced, found from the record before any work.
+
+    The record's diff and params are applied only if they change no code, or
+    with ``allow_code_changes`` (see :mod:`reprobook.reproduce.trust`).
+    """
     problems: list[str] = []
     if not record.stage or record.stage in NOT_STAGE_RUNS:
         raise NotReproducible(f"run {record.run_id} is a '{record.stage or 'untagged'}' run, not a stage run")
@@ -190,13 +201,17 @@ def preflight(root: Path, record: RunRecord) -> Plan:
     if problems:
         raise NotReproducible(f"cannot reproduce run {record.run_id}: " + "; ".join(problems))
     assert commit is not None
+    applied = trust.assess(record.git_diff, _at_commit(root, commit, "params.yaml"), record.files["params.yaml"],
+                           _at_commit(root, commit, "dvc.yaml"))
+    if applied.needs_consent and not allow_code_changes:
+        raise NotReproducible(trust.refusal(record.run_id, applied))
     dvc_files = dvc_files_at(root, commit, record.git_diff)
     stores = remote.locate(root, sorted({oid for oids in dvc_files.values() for oid in oids}))
     if stores.missing:
         raise NotReproducible(
             f"cannot reproduce run {record.run_id}: {_missing_data_message(record, dvc_files, stores)}"
         )
-    return Plan(record=record, commit=commit, dvc_files=dvc_files, stores=stores)
+    return Plan(record=record, commit=commit, dvc_files=dvc_files, stores=stores, applied=applied)
 
 
 def _last_line(text: str) -> str:
@@ -224,14 +239,17 @@ def make_checkout(root: Path, plan: Plan, target: Path, steps: Steps = _quiet) -
     steps(f"checking out commit {plan.commit[:12]} into {target}")
     _run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(root), str(target)], root, "git clone")
     _run(["git", "checkout", "--quiet", "--detach", plan.commit], target, f"git checkout {plan.commit[:12]}")
+    for line in plan.applied.describe():
+        notes.append(f"applied from the record: {line}")
     if plan.record.git_diff:
-        steps("applying the run's uncommitted diff (git apply)")
+        steps(f"applying the run's uncommitted diff (git apply): {', '.join(plan.applied.diff_files) or 'no file'}")
         patch = target / ".git" / "reprobook-run.diff"
         patch.write_text(plan.record.git_diff)
         _run(["git", "apply", "--binary", *APPLY_EXCLUDES, str(patch)], target, "git apply (the run's diff)")
         if code_changes(plan.record):
             notes.append("its uncommitted diff was applied with `git apply` in the checkout")
-    steps("restoring params.yaml from the run's record")
+    changed = [f"{key} {trust.show(before)} -> {trust.show(after)}" for key, (before, after) in plan.applied.params.items()]
+    steps(f"restoring params.yaml from the run's record ({'; '.join(changed) or 'as at the commit'})")
     (target / "params.yaml").write_text(plan.record.files["params.yaml"])
     local_config = root / ".dvc" / "config.local"
     if local_config.is_file():
@@ -407,14 +425,14 @@ def run_repro(command: list[str], checkout: Path, env: dict[str, str], planned: 
 
 
 def reproduce(root: Path, run_id: str, *, rtol: float = 0.0, atol: float = 0.0, full: bool = False,
-              keep: Path | None = None, steps: Steps = _quiet) -> Verdict:
+              keep: Path | None = None, steps: Steps = _quiet, allow_code_changes: bool = False) -> Verdict:
     """Preflight, checkout, re-run and judge ``run_id`` (or a unique prefix); raise :class:`NotReproducible` before any work."""
     started = time.time()
     steps(f"reading the record of run {run_id}")
     client = store.client(root)
     original = resolve_stage_run(client, runids.resolve(root, run_id, client))
     steps(f"checking that run {original.run_id} ({original.stage}) can be reproduced: commit, data, inputs")
-    plan = preflight(root, original)
+    plan = preflight(root, original, allow_code_changes=allow_code_changes)
     uri = store.tracking_uri(root)
     run = client.create_run(original.experiment_id, run_name=f"reproduce {original.stage}", tags={
         store.TAG_STAGE: "reproduction",
