@@ -247,3 +247,43 @@ def test_data_stage_reports_dropped_rows_and_uses_the_guiding_errors():
     assert "dataset.dropped_missing_target}" in code  # the printed summary
     assert "datasets.schema_mismatch_error(report, dataset, ctx.params.data)" in code
     assert "datasets.load_saved_schema(dataset, ctx.params.data, ctx.root)" in code
+
+
+# ---------------------------------------------------------------- numbers with stray text
+
+
+@pytest.fixture
+def wine_with_stray_text(tmp_path: Path) -> Path:
+    frame = _wine()
+    frame["alcohol"] = frame["alcohol"].astype(object)
+    frame.loc[[5, 77], "alcohol"] = ["?", "unknown"]
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    return tmp_path
+
+
+def test_a_numeric_column_with_a_few_text_values_is_an_error_with_examples(wine_with_stray_text):
+    message = _error(load_dataset, DataParams(source="csv:wine.csv", target="cultivar"), wine_with_stray_text)
+    assert "csv:wine.csv: column 'alcohol' is numeric except 2 value(s) such as '?', 'unknown' (lines 7, 79)" in message
+    assert "data.numeric_text" in message and "'missing'" in message
+
+
+def test_numeric_text_missing_makes_them_missing_and_counts_them(wine_with_stray_text):
+    params = DataParams(source="csv:wine.csv", target="cultivar", numeric_text="missing")
+    dataset = load_dataset(params, wine_with_stray_text)
+    assert dataset.numeric_text_to_missing == 2
+    assert dataset.frame["alcohol"].dtype == "float64" and dataset.frame["alcohol"].isna().sum() == 2
+    assert dataset.frame["alcohol"].iloc[0] == pytest.approx(_wine()["alcohol"].iloc[0])
+
+
+def test_numeric_text_text_keeps_the_column_as_it_was_read(wine_with_stray_text):
+    params = DataParams(source="csv:wine.csv", target="cultivar", numeric_text="text")
+    dataset = load_dataset(params, wine_with_stray_text)
+    assert dataset.numeric_text_to_missing == 0 and not pd.api.types.is_numeric_dtype(dataset.frame["alcohol"])
+
+
+def test_a_real_text_column_is_not_mistaken_for_numbers(tmp_path):
+    frame = _wine()
+    frame["region"] = ["north", "south", "11"] * 59 + ["east"]
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    dataset = load_dataset(DataParams(source="csv:wine.csv", target="cultivar"), tmp_path)
+    assert dataset.frame["region"].nunique() == 4

@@ -38,6 +38,8 @@ class Dataset:
     source: str
     dropped_missing_target: int = 0
     """Rows dropped because their target was missing (``data.drop_missing_target``): counted, never silent."""
+    numeric_text_to_missing: int = 0
+    """Non-numeric values of numeric columns made missing (``data.numeric_text: missing``)."""
 
 
 def load_dataset(params: DataParams, root: Path) -> Dataset:
@@ -53,8 +55,10 @@ def load_dataset(params: DataParams, root: Path) -> Dataset:
         frame, default_target = _read_file(kind, source_file(params.source, root), name), None
     target = _check_target(frame, params.target or default_target, params.source)
     frame = _drop_columns(frame, list(params.drop_columns), target, params.source)
+    frame, coerced = _numeric_text(frame, params)
     frame, dropped = _drop_missing_target(frame, target, params)
-    return Dataset(frame=frame, target=target, source=params.source, dropped_missing_target=dropped)
+    return Dataset(frame=frame, target=target, source=params.source, dropped_missing_target=dropped,
+                   numeric_text_to_missing=coerced)
 
 
 # ---------------------------------------------------------------- column checks
@@ -122,6 +126,53 @@ def _drop_columns(frame: pd.DataFrame, drop: list[str], target: str, source: str
             "correct or remove these names in data.drop_columns in params.yaml"
         )
     return frame.drop(columns=drop)
+
+
+NUMERIC_SHARE = 0.9
+"""A text column is "numeric with a few stray values" when at least this share of its values are numbers."""
+
+
+def numeric_with_text(column: pd.Series) -> pd.Series | None:
+    """The non-numeric values of a text column that is otherwise numeric (None if it is not such a column).
+
+    Why it matters: one ``?`` among thousands of numbers makes pandas read the
+    whole column as text, and the model then one-hot encodes every distinct
+    number as a category, silently.
+    """
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return None
+    values = column.dropna()
+    if len(values) < 10:
+        return None
+    text = values.astype(str).str.strip()
+    numeric = pd.to_numeric(text, errors="coerce").notna()
+    if numeric.all() or numeric.mean() < NUMERIC_SHARE:
+        return None
+    return values[~numeric]
+
+
+def _numeric_text(frame: pd.DataFrame, params: DataParams) -> tuple[pd.DataFrame, int]:
+    """Numeric columns read as text because of a few stray values: an error, or as ``data.numeric_text`` says."""
+    found = {name: stray for name in frame.columns if (stray := numeric_with_text(frame[name])) is not None}
+    if not found:
+        return frame, 0
+    policy = params.numeric_text  # read only when needed: a stage that does not declare it runs on clean data
+    if policy == "text":
+        return frame, 0
+    if policy == "error":
+        name, stray = next(iter(found.items()))
+        examples = ", ".join(repr(v) for v in list(dict.fromkeys(stray.astype(str)))[:3])
+        rows = ", ".join(str(i + 2) for i in stray.index[:3])  # file lines: the header is line 1
+        others = f" (also: {', '.join(map(repr, list(found)[1:]))})" if len(found) > 1 else ""
+        raise ReprobookError(
+            f"{params.source}: column '{name}' is numeric except {len(stray)} value(s) such as {examples} "
+            f"(lines {rows}){others}; expected numbers. Fix the data, or set data.numeric_text in params.yaml "
+            "to 'missing' (those values become missing, counted in the data report) or 'text' (keep it as text)"
+        )
+    frame = frame.copy()
+    for name in found:
+        frame[name] = pd.to_numeric(frame[name].astype("string").str.strip(), errors="coerce").astype("float64")
+    return frame, int(sum(len(stray) for stray in found.values()))
 
 
 def _drop_missing_target(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[pd.DataFrame, int]:

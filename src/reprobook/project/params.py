@@ -53,6 +53,11 @@ class DataParams(_Section):
         False, description="drop rows whose target is missing (counted in the data report) instead of failing"
     )
     schema_file: str | None = Field(None, description="saved, human-edited schema to validate against (YAML)")
+    numeric_text: Literal["error", "missing", "text"] = Field(
+        "error",
+        description="a numeric column with a few non-numeric values ('?', 'unknown'): error, make those values "
+        "missing (counted in the data report), or keep the column as text",
+    )
     validation: ValidationPolicy = Field(default_factory=ValidationPolicy)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
