@@ -64,6 +64,9 @@ def test_metrics_beat_dummy_baseline(pipeline):
     assert 0.6 < metrics["test"]["roc_auc"] < 0.99  # label noise: no model scores 1.0
     timings = json.loads((pipeline["root"] / "reports/modeling/timings.json").read_text())
     assert timings["latency_p95_ms"] > 0 and timings["throughput_rows_per_s"] > 0
+    # Latency on one thread, best of several tries; the load it was measured under beside it.
+    assert timings["latency_threads"] == 1 and timings["repeats"] >= 3 and timings["load_average_1m"] >= 0
+    assert timings["throughput_threads"] >= 1
 
 
 def test_one_mlflow_run_per_stage_with_the_record(pipeline):

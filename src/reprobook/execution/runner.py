@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprobook.errors import ReprobookError
-from reprobook.execution import notebook
+from reprobook.execution import notebook, threads
 from reprobook.project.params import Params, project_params, stage_params
-from reprobook.project.paths import report_files
+from reprobook.project.paths import report_files, running_stages_dir
 from reprobook.project.stages import Stage, get_stage
 from reprobook.tracking import secrets
 
@@ -113,7 +113,8 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
         executed = report_files(root, name)["notebook"]
         opener = _RunOpener(stage, root, params, started)
         try:
-            error = notebook.execute(root / stage.notebook, executed, injected, root, progress)
+            with threads.stage_budget(running_stages_dir()):  # the kernel inherits the thread variables
+                error = notebook.execute(root / stage.notebook, executed, injected, root, progress)
             html = notebook.finish_report(executed, root)
         except KeyboardInterrupt as exc:
             _end_interrupted(opener, root, f"stage '{name}' interrupted: {exc or 'KeyboardInterrupt'}")

@@ -59,6 +59,14 @@ def home_root(root: Path) -> Path:
     return root.resolve()
 
 
+def running_stages_dir() -> Path:
+    """Where running stages register (one per pid), machine-wide: stages of any project share the cores."""
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"reprobook-{uid}" / "running-stages"
+
+
 def reports_dir(root: Path, stage: str) -> Path:
     return root / "reports" / stage
 
