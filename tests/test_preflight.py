@@ -43,6 +43,13 @@ CASES = {
     "data.drop_columns=[nosuch]": "data.drop_columns: no column 'nosuch'",
     "data.target=approved": None,  # valid: the control case is below
     "scoping.primary_metric=r2": "'r2' is a regression metric but model.estimator",
+    "data.numeric_text=sometimes": "data.numeric_text",
+    "model.trusted_types=[not a type]": "model.trusted_types",
+    "model.cv_folds=1": "model.cv_folds",
+    "data.test_size=1.5": "data.test_size",
+    "data.source=ftp:loans.csv": "data.source",
+    "model.latency_rows=5": "model.latency_rows",
+    "error_analysis.top_k=0": "error_analysis.top_k",
 }
 
 

@@ -137,6 +137,8 @@ def _close(root: Path, parent: str, *, ok: bool, started: float, overrides: list
     run = client.get_run(parent)
     stage_runs = groups.stages_of(client, run.info.experiment_id, parent)
     client.set_tag(parent, TAG_STAGES_RUN, ",".join(stage_runs) or "none")
+    if store.TAG_STAGE not in run.data.tags:  # `mlflow run`'s project run: mark it as the pipeline run it is
+        client.set_tag(parent, store.TAG_STAGE, "pipeline")
     variant = None
     if overrides:
         client.set_tag(parent, groups.TAG_OVERRIDES, secrets.redact_text(" ".join(overrides)))
