@@ -31,7 +31,7 @@ def remove_orphan_kernel_dirs() -> list[str]:
     import shutil
     import tempfile
 
-    from reprobook.tracking.orphans import alive
+    from reprobook.execution.processes import alive
 
     removed = []
     for folder in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):

@@ -20,6 +20,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from reprobook.execution.processes import alive
+
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -47,16 +49,6 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_stages(folder: Path) -> int:
     """Stages registered in ``folder`` whose process still lives (entries of dead ones are removed)."""
     count = 0
@@ -65,7 +57,7 @@ def running_stages(folder: Path) -> int:
             pid = int(entry.stem)
         except ValueError:
             continue
-        if _alive(pid):
+        if alive(pid):
             count += 1
         else:
             entry.unlink(missing_ok=True)

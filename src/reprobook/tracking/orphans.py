@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 
+from reprobook.execution.processes import alive
 from reprobook.tracking import store
 
 TAG_HOST = "reprobook.host"
@@ -21,16 +22,6 @@ OWNER_PID_ENV = "REPROBOOK_OWNER_PID"
 
 def owner_tags(pid: int | None = None) -> dict[str, str]:
     return {TAG_HOST: socket.gethostname(), TAG_PID: str(pid or os.getpid())}
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def end_orphans(client, experiment: str) -> list[str]:
