@@ -180,6 +180,9 @@ def stable_skops_bytes(raw: bytes) -> bytes:
             for old, new in renamed.items():
                 content = source.read(old)
                 _write(out, new, _stable_zip(content) if new.endswith(".npz") else content)
+            # An entry the schema does not name (none in skops 0.16) is kept as it is, never dropped.
+            for name in sorted(set(source.namelist()) - set(renamed) - {"schema.json"}):
+                _write(out, name, source.read(name))
     return target.getvalue()
 
 
