@@ -70,3 +70,12 @@ def test_promotion_rules():
     worse = decide(0.8, True, 0.85, "roc_auc", "classification")
     assert not worse.promoted and "does not beat the champion's 0.8500" in worse.reason
     assert decide(10.0, True, 12.0, "rmse", "regression").promoted  # lower is better
+
+
+def test_latency_is_not_judged_on_an_overloaded_machine():
+    from reprobook.execution.threads import available_cores
+    from reprobook.ml.modeling import latency_verdict
+
+    quiet = {"latency_p95_ms": 30.0, "load_average_1m": 0.5}
+    assert latency_verdict(quiet, 25.0) is False and latency_verdict({**quiet, "latency_p95_ms": 20.0}, 25.0) is True
+    assert latency_verdict({**quiet, "load_average_1m": available_cores() + 1.5}, 25.0) is None
