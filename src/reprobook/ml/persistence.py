@@ -71,22 +71,28 @@ def untrusted_types(data: bytes, trusted: Iterable[str] = ()) -> list[str]:
     """Types ``data`` would instantiate that neither the defaults nor ``trusted`` allow."""
     import skops.io
 
+    return _refused(skops.io.get_untrusted_types(data=data), trusted)
+
+
+def _refused(named: Iterable[str], trusted: Iterable[str]) -> list[str]:
     allowed = set(trusted)
-    return sorted(t for t in skops.io.get_untrusted_types(data=data) if t not in allowed and not is_trusted_by_default(t))
+    return sorted(t for t in named if t not in allowed and not is_trusted_by_default(t))
 
 
 def trusted_types(data: bytes, trusted: Iterable[str] = ()) -> list[str]:
-    """The full trust list for loading ``data``; raise :class:`UntrustedModel` naming what is missing."""
+    """The full trust list for loading ``data`` (one audit of the file); raise :class:`UntrustedModel` naming
+    what is missing."""
     import skops.io
 
-    refused = untrusted_types(data, trusted)
+    named = list(skops.io.get_untrusted_types(data=data))
+    refused = _refused(named, trusted)
     if refused:
         raise UntrustedModel(
             f"the model contains types reprobook does not load without your say-so: {', '.join(refused)}. "
             "If you wrote or trust that code, list them in params.yaml under model.trusted_types "
             f"(for example: trusted_types: [{refused[0]}])"
         )
-    return list(skops.io.get_untrusted_types(data=data))
+    return named
 
 
 def model_bytes(model: Any) -> bytes:
