@@ -9,6 +9,8 @@ traceback unless ``--debug`` or ``REPROBOOK_DEBUG=1``), a usage error exits 2.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 from importlib import import_module
@@ -54,6 +56,10 @@ for _module in COMMAND_GROUPS:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning errors into a message and an exit code."""
+    # Registered first, so it runs last: the interpreter's final garbage collection walks every object
+    # MLflow, SQLAlchemy and pandas created (0.4-0.5 s measured at the end of a stage) only to free
+    # memory the process gives back anyway. Frozen objects are skipped; files are closed by then.
+    atexit.register(gc.freeze)
     debug = os.environ.get("REPROBOOK_DEBUG") == "1"
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:

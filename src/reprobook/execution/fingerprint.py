@@ -20,6 +20,7 @@ represented by reprobook's version only (pin the rest in the environment).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -68,8 +69,13 @@ def _is_type_checking(node: ast.AST) -> bool:
     )
 
 
-def _walk(tree: ast.AST, type_checking: bool):
-    """``ast.walk``, optionally without the bodies of ``if TYPE_CHECKING:`` blocks."""
+STATEMENT_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+"""The fields of a statement that hold statements: an import is a statement, so no expression is visited."""
+
+
+def _statements(tree: ast.AST, type_checking: bool):
+    """Every statement of ``tree`` at any depth (function and class bodies, branches, handlers),
+    optionally without the bodies of ``if TYPE_CHECKING:`` blocks."""
     todo = [tree]
     while todo:
         node = todo.pop()
@@ -77,22 +83,25 @@ def _walk(tree: ast.AST, type_checking: bool):
         if not type_checking and _is_type_checking(node):
             todo.extend(node.orelse)
             continue
-        todo.extend(ast.iter_child_nodes(node))
+        for field in STATEMENT_BLOCKS:
+            todo.extend(getattr(node, field, ()))
 
 
-def imported_names(source: str, package: str = "", *, type_checking: bool = True) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def imported_names(source: str, package: str = "", *, type_checking: bool = True) -> frozenset[str]:
     """Absolute module names imported by ``source``; ``package`` resolves relative imports.
 
     ``from a import b`` yields both ``a`` and ``a.b`` (``b`` may be a submodule).
     ``type_checking``: include the imports of ``if TYPE_CHECKING:`` blocks,
-    which name what a package exports lazily.
+    which name what a package exports lazily. Cached: the stages of a project
+    import the same modules.
     """
     try:
         tree = ast.parse(_python(source))
     except SyntaxError:
-        return set()
+        return frozenset()
     names: set[str] = set()
-    for node in _walk(tree, type_checking):
+    for node in _statements(tree, type_checking):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -104,11 +113,15 @@ def imported_names(source: str, package: str = "", *, type_checking: bool = True
             if base:
                 names.add(base)
             names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names if alias.name != "*")
-    return names
+    return frozenset(names)
 
 
-def _resolve(name: str, search: list[Path]) -> list[tuple[str, Path]]:
-    """The project files importing ``name`` executes: each package's ``__init__.py``, then the module."""
+@functools.lru_cache(maxsize=8192)
+def _resolve(name: str, search: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """The project files importing ``name`` executes: each package's ``__init__.py``, then the module.
+
+    Cached for one ``write_fingerprints`` (every stage imports much the same): the caller clears it.
+    """
     parts = name.split(".")
     for folder in search:
         found: list[tuple[str, Path]] = []
@@ -133,7 +146,7 @@ def project_modules(root: Path, notebook: Path, sources: list[str]) -> dict[str,
     runs without its ``TYPE_CHECKING`` block; imported itself, its lazy
     exports (named in that block) count as imported too.
     """
-    search = [notebook.parent, root, root / "src"]
+    search = (notebook.parent, root, root / "src")
     todo = [name for source in sources for name in imported_names(source)]
     digests: dict[Path, str] = {}
     followed: dict[Path, bool] = {}
@@ -174,6 +187,7 @@ def write_fingerprints(root: Path) -> list[Path]:
     """Write every stage's fingerprint; a file is rewritten only when its content changed."""
     folder = root / FINGERPRINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    _resolve.cache_clear()  # files may have come or gone since an earlier call in this process
     written = []
     stages = load_stages(root)
     for stage in stages.values():

@@ -1,103 +1,32 @@
 """Execute a stage notebook through papermill, then make the executed copy a stable report.
 
 The kernel is a fresh process per stage (a clean state is what reproduction
-needs), on local IPC sockets: no TCP port is opened. The executed notebook is
-normalised so that the same code, params and data give the same bytes, in the
-notebook and in its HTML: no timestamps, durations, kernel ids or absolute
-paths of the machine. A cell tagged ``volatile`` (timings, say) keeps no
+needs), on local IPC sockets: no TCP port is opened (:mod:`.kernel`). The
+executed notebook is normalised so that the same code, params and data give
+the same bytes, in the notebook and in its HTML: no timestamps, durations,
+kernel ids or absolute paths of the machine. A cell tagged ``volatile`` (timings, say) keeps no
 output in the report; what it computes goes to files and MLflow instead.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from reprobook.errors import UsageError
+from reprobook.execution.kernel import KERNEL_NAME, Kernel
 from reprobook.execution.progress import CellTracker, shown
 from reprobook.tracking import secrets
 
-KERNEL_NAME = "reprobook"
-KERNEL_DIR_PREFIX = "reprobook-kernel-"
-INTERRUPT_GRACE_SECONDS = 0.5
+_exporter: Any = None
+_exporter_lock = threading.Lock()
+
 VOLATILE_TAG = "volatile"
 VOLATILE_NOTE = "(output not kept in the report: this cell is tagged 'volatile', its output varies between runs)\n"
 VOLATILE_CELL_KEYS = ("start_time", "end_time", "duration")
-
-
-def remove_orphan_kernel_dirs() -> list[str]:
-    """Remove the private kernel folders of stage processes that no longer exist (killed with SIGKILL)."""
-    import shutil
-    import tempfile
-
-    from reprobook.execution.processes import alive
-
-    removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):
-        pid = folder.name.removeprefix(KERNEL_DIR_PREFIX).split("-")[0]
-        if folder.is_dir() and pid.isdigit() and not alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(str(folder))
-    return removed
-
-
-def _ipc_kernel_manager(cells: CellTracker | None = None) -> type:
-    """A kernel manager on local IPC sockets (no TCP ports opened, nothing sent in clear)
-    that interrupts the kernel on shutdown only while one of its ``cells`` runs.
-
-    jupyter_client's ``shutdown_kernel`` sends SIGINT to the kernel before the
-    shutdown request, always. After the last cell the kernel is idle, but
-    papermill's closing ``kernel_info`` request may still be in its handler
-    when the signal lands, and the kernel then logs ``ERROR | KeyboardInterrupt
-    caught in kernel.``: an alarm that means nothing. An idle kernel stops on
-    the shutdown request alone; a running cell (the stage stopped by Ctrl-C or
-    SIGTERM) is still interrupted first, so the kernel stops at once.
-    """
-    import os
-    import shutil
-    import tempfile
-
-    from jupyter_client.manager import AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        transport = "ipc"
-
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            # Sockets and connection file in a private folder, never the project root; named
-            # by this process so a sweep can remove what a killed stage left behind.
-            self._private = tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-")
-            self.ip = os.path.join(self._private, "kernel-ipc")
-            self.connection_file = os.path.join(self._private, "kernel.json")
-
-        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-            # The kernel process's own stderr (its logging: shutdown races after an interrupt) goes to
-            # a log in the private folder; what cells print reaches the notebook over IOPub as always.
-            self._log = open(os.path.join(self._private, "kernel.log"), "wb")  # noqa: SIM115  closed at cleanup
-            kw.setdefault("stdout", self._log)
-            kw.setdefault("stderr", self._log)
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-
-        async def _async_cleanup_resources(self, restart: bool = False) -> None:
-            await super()._async_cleanup_resources(restart=restart)
-            if getattr(self, "_log", None) is not None:
-                self._log.close()
-            if not restart:
-                shutil.rmtree(self._private, ignore_errors=True)
-
-        async def _async_interrupt_kernel(self) -> None:
-            if self.shutting_down and cells is not None and not cells.running:
-                return
-            await super()._async_interrupt_kernel()
-            if self.shutting_down:
-                # Let the interrupted cell's reply leave before the shutdown request closes the
-                # kernel's sockets; otherwise the kernel prints a ZMQError traceback on its way out.
-                import asyncio
-
-                await asyncio.sleep(INTERRUPT_GRACE_SECONDS)
-
-    return IPCKernelManager
 
 
 def _readable_translator() -> type:
@@ -157,23 +86,56 @@ def use_readable_parameters() -> None:
     papermill_translators.register(KERNEL_NAME, _readable_translator())
 
 
-def execute(source: Path, executed: Path, parameters: dict[str, Any], root: Path, progress: bool) -> str | None:
+def execute(
+    source: Path,
+    executed: Path,
+    parameters: dict[str, Any],
+    root: Path,
+    progress: bool,
+    *,
+    kernel: Any = None,
+    cells: CellTracker | None = None,
+    before_cell: Callable[[], None] | None = None,
+) -> str | None:
     """Run ``source`` into ``executed``; return the error ("cell N: Name: value") or None.
 
-    The notebook is always written, failing cell marked by papermill, so a
-    failure can be read where it happened. With ``progress``, a terminal shows
-    which cell runs and for how long (:mod:`reprobook.execution.progress`).
+    ``kernel`` is the manager of a kernel the caller started (and stops):
+    see :mod:`reprobook.execution.kernel`; without one, a kernel is started
+    and stopped here. ``cells`` tracks the cell running (the kernel's manager
+    must share it). ``before_cell`` runs before each cell and may raise to
+    stop the notebook there. The notebook is always written, failing cell
+    marked by papermill, so a failure can be read where it happened. With
+    ``progress``, a terminal shows which cell runs and for how long
+    (:mod:`reprobook.execution.progress`).
     """
-    import papermill
-    from jupyter_client.kernelspec import NoSuchKernel
-    from papermill.exceptions import PapermillExecutionError
-
-    remove_orphan_kernel_dirs()
     if not source.is_file():
         raise UsageError(f"{source.relative_to(root)}: stage notebook not found")
+    cells = cells or CellTracker(executed.parent.name)  # the report's folder is named after the stage
+    if kernel is None:
+        own = Kernel(cells)
+        own.start(root)
+        try:
+            error = execute(source, executed, parameters, root, progress, kernel=own.manager, cells=cells,
+                            before_cell=before_cell)
+        except BaseException:
+            own.stop_now()
+            raise
+        own.stop()
+        return error
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     executed.parent.mkdir(parents=True, exist_ok=True)
     use_readable_parameters()
-    cells = CellTracker(executed.parent.name)  # the report's folder is named after the stage
+    hooks = cells.hooks()
+    if before_cell is not None:
+        track = hooks["on_cell_execute"]
+
+        def checked(**kwargs: Any) -> None:
+            before_cell()
+            track(**kwargs)
+
+        hooks["on_cell_execute"] = checked
     try:
         with shown(cells, progress):
             papermill.execute_notebook(
@@ -181,19 +143,14 @@ def execute(source: Path, executed: Path, parameters: dict[str, Any], root: Path
                 str(executed),
                 parameters=parameters,
                 kernel_name=KERNEL_NAME,
+                km=kernel,
                 cwd=str(root),
                 progress_bar=False,
                 log_output=False,
-                kernel_manager_class=_ipc_kernel_manager(cells),
-                **cells.hooks(),
+                **hooks,
             )
     except PapermillExecutionError as exc:
         return f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except NoSuchKernel:
-        raise UsageError(
-            f"Jupyter kernel '{KERNEL_NAME}' is not installed; run `make setup` "
-            f"(or `{sys.executable} -m ipykernel install --sys-prefix --name {KERNEL_NAME}`)"
-        ) from None
     return None
 
 
@@ -247,14 +204,35 @@ def normalize(notebook: Any, root: Path) -> Any:
     return notebook
 
 
+def html_exporter() -> Any:
+    """The HTML exporter, built once per process (importing nbconvert and loading its templates
+    take about half a second: :func:`warm_up_report` does it while the kernel runs)."""
+    global _exporter
+    with _exporter_lock:
+        if _exporter is None:
+            import nbformat
+            from nbconvert import HTMLExporter
+
+            exporter = HTMLExporter()
+            exporter.from_notebook_node(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")]))
+            _exporter = exporter
+        return _exporter
+
+
+def warm_up_report() -> threading.Thread:
+    """Build the HTML exporter in a background thread (the stage's process waits on the kernel meanwhile)."""
+    thread = threading.Thread(target=html_exporter, name="report-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def finish_report(executed: Path, root: Path) -> Path:
     """Normalise the executed notebook in place and export it as HTML beside it; return the HTML path."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     notebook = normalize(nbformat.read(executed, as_version=4), root)
     nbformat.write(notebook, executed)
-    html, _ = HTMLExporter().from_notebook_node(notebook)
+    html, _ = html_exporter().from_notebook_node(notebook)
     target = executed.with_suffix(".html")
     target.write_text(html)
     return target

@@ -1,13 +1,17 @@
 """Run one stage: open its run, execute its notebook, keep the report, complete the record.
 
 A chain in papermill's manner: read the stage from ``dvc.yaml`` and the
-params it declares, open the stage's MLflow run (RUNNING, in a background
-thread beside the kernel's start), execute the notebook with those params
-injected, make the executed copy a stable report (notebook and HTML), then
-complete the run record from the stage's files. Tracking happens outside the
-kernel, so the notebook stays a plain notebook that also runs in Jupyter.
-Every run ends in a terminal state: FINISHED, FAILED, or KILLED on SIGINT or
-SIGTERM (the kernel is stopped on the way out).
+params it declares, start the kernel, open the stage's MLflow run (RUNNING,
+in a background thread while the cells run), execute the notebook with those
+params injected, make the executed copy a stable report (notebook and HTML),
+then complete the run record from the stage's files. Tracking happens outside the kernel, so the notebook stays
+a plain notebook that also runs in Jupyter. Every run ends in a terminal
+state: FINISHED, FAILED, or KILLED on SIGINT or SIGTERM (the kernel is
+stopped on the way out).
+
+The order is the overhead budget (docs/performance.md): nothing the kernel
+does not need comes before its launch, everything that does not need the
+executed notebook happens while the cells run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 
 from reprobook.errors import ReprobookError
 from reprobook.execution import notebook, threads
+from reprobook.execution.kernel import Kernel
+from reprobook.execution.progress import CellTracker
 from reprobook.project.params import Params, project_params, stage_params
 from reprobook.project.paths import report_files, running_stages_dir
 from reprobook.project.stages import Stage, get_stage
@@ -45,32 +51,73 @@ class StageOutcome:
 
 
 class _RunOpener:
-    """Create the stage's MLflow run in a background thread while the kernel starts.
+    """Create the stage's MLflow run in a background thread while the kernel runs the cells.
 
     Importing MLflow and opening the store take about a second: done beside
-    the kernel, the run is on record (RUNNING) from the stage's first seconds
-    at no cost to the stage's duration.
+    the kernel, the run is on record (RUNNING) from the stage's first cell
+    at no cost to the stage's duration. It starts when the kernel is ready,
+    not before: until then the stage's main thread is importing papermill and
+    greeting the kernel, and a thread importing MLflow beside it would hold
+    the GIL most of that time (measured: the kernel ready after 0.8-1.0 s
+    instead of 0.46 s). A stage that registers a model first checks that the
+    registered model belongs to this project; a refusal (or a store that
+    cannot be written) stops the notebook before its next cell (:meth:`check`).
     """
 
     def __init__(self, stage: Stage, root: Path, params: Params, started: float) -> None:
         self.run_id: str | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._open, args=(stage, root, params, started), daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._open, args=(stage, root, params, started), daemon=True,
+                                        name="mlflow-run-opener")
+
+    def start(self) -> None:
+        """Start opening the run (once)."""
+        if self._thread.ident is None:
+            self._thread.start()
 
     def _open(self, stage: Stage, root: Path, params: Params, started: float) -> None:
-        from reprobook.tracking.writer import start_stage_run
+        from reprobook.tracking.writer import registers_model, start_stage_run
 
         try:
-            self.run_id = start_stage_run(stage, root, params, started_ms=int(started * 1000))
-        except BaseException as exc:  # re-raised in the main thread by result()
-            self.error = exc
+            from reprobook.tracking import registry, store
 
-    def result(self) -> str:
-        self._thread.join()
+            if registers_model(stage):
+                # Refuse a model of another task, target or features before training, not after.
+                registry.check_project_binding(store.client(root), root, params.model.registered_name)
+            self.run_id = start_stage_run(stage, root, params, started_ms=int(started * 1000))
+        except BaseException as exc:  # re-raised in the main thread by check() or result()
+            self.error = exc
+            return
+        if registers_model(stage):
+            try:
+                registry.prepare()
+            except Exception:  # noqa: BLE001  a warm-up only: registering imports again and reports the error
+                pass
+
+    def check(self) -> None:
+        """Raise the opener's error, if it has failed by now."""
         if self.error is not None:
             raise self.error
+
+    def before_cell(self) -> None:
+        """Before each cell: the kernel is ready, so open the run (and warm up the report) now; stop the
+        notebook if opening failed."""
+        if self._thread.ident is None:
+            self.start()
+            notebook.warm_up_report()
+        self.check()
+
+    def result(self) -> str:
+        self.start()
+        self._thread.join()
+        self.check()
         assert self.run_id is not None
+        return self.run_id
+
+    def opened(self) -> str | None:
+        """The run's id once the opener is done, or None if it created no run."""
+        self.start()
+        self._thread.join()
         return self.run_id
 
 
@@ -103,28 +150,31 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
         stage = get_stage(root, name)
         params = project_params(root)
         secrets.check_names(params, registers_model=registers_model(stage))
-        if registers_model(stage):
-            # Refuse a model of another task, target or features before any work, not after training.
-            from reprobook.tracking import registry, store
-
-            registry.check_project_binding(store.client(root), root, params.model.registered_name)
         injected = {"params": stage_params(params, stage.params, stage.name), "project_dir": "."}
         started = time.time()
         executed = report_files(root, name)["notebook"]
-        opener = _RunOpener(stage, root, params, started)
+        cells = CellTracker(name)
+        kernel = Kernel(cells)
+        opener: _RunOpener | None = None
         try:
             with threads.stage_budget(running_stages_dir()):  # the kernel inherits the thread variables
-                error = notebook.execute(root / stage.notebook, executed, injected, root, progress)
+                kernel.start(root)
+                opener = _RunOpener(stage, root, params, started)
+                error = notebook.execute(root / stage.notebook, executed, injected, root, progress,
+                                         kernel=kernel.manager, cells=cells, before_cell=opener.before_cell)
+            kernel.stop()
             html = notebook.finish_report(executed, root)
+            run_id = opener.result()
         except KeyboardInterrupt as exc:
+            kernel.stop_now()
             _end_interrupted(opener, root, f"stage '{name}' interrupted: {exc or 'KeyboardInterrupt'}")
             raise
         except BaseException as exc:
+            kernel.stop_now()
             _end_interrupted(opener, root, f"stage '{name}' failed: {type(exc).__name__}: {exc}", status="FAILED")
             raise
         from reprobook.tracking.writer import finish_stage_run
 
-        run_id = opener.result()
         finish_stage_run(run_id, stage, root, params, error=error)
     if error:
         raise StageFailed(
@@ -135,16 +185,19 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
     return StageOutcome(name, run_id, "FINISHED", executed, html, time.time() - started)
 
 
-def _end_interrupted(opener: _RunOpener, root: Path, reason: str, status: str = "KILLED") -> None:
-    """Give the stage's run a terminal state; never hide the original exception."""
+def _end_interrupted(opener: _RunOpener | None, root: Path, reason: str, status: str = "KILLED") -> None:
+    """Give the stage's run, if it was created, a terminal state; never hide the original exception."""
     import logging
 
     # The interrupted cell's task in papermill's event loop ends with "Kernel died" once the
     # kernel is stopped; asyncio would report it at exit as a never-retrieved exception.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    run_id = opener.opened() if opener is not None else None
+    if run_id is None:
+        return
     from reprobook.tracking.writer import end_run
 
     try:
-        end_run(root, opener.result(), reason, status)
+        end_run(root, run_id, reason, status)
     except BaseException as exc:  # noqa: BLE001  the interruption is what the user must see
         sys.stderr.write(f"warning: the stage's MLflow run could not be ended {status}: {exc}\n")

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn import metrics as skm
 
 from reprobook.errors import ReprobookError
 
@@ -27,35 +26,43 @@ class Metric:
     """The values the metric can take: a threshold outside them can never be met."""
 
 
+def _skm():
+    """scikit-learn's metrics, imported when a metric is computed: the table itself is read by
+    ``reprobook run``'s checks, which should not wait a second for scikit-learn."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def _roc_auc(y_true, scores, labels) -> float:
     if scores.ndim == 2 and scores.shape[1] == 2:
-        return float(skm.roc_auc_score(y_true, scores[:, 1]))
-    return float(skm.roc_auc_score(y_true, scores, multi_class="ovr", labels=labels))
+        return float(_skm().roc_auc_score(y_true, scores[:, 1]))
+    return float(_skm().roc_auc_score(y_true, scores, multi_class="ovr", labels=labels))
 
 
 def _log_loss(y_true, scores, labels) -> float:
-    return float(skm.log_loss(y_true, scores, labels=labels))
+    return float(_skm().log_loss(y_true, scores, labels=labels))
 
 
 def _average_precision(y_true, scores, labels) -> float:
     if scores.shape[1] != 2:
         raise ReprobookError("scoping.primary_metric: average_precision needs a binary target")
-    return float(skm.average_precision_score(y_true == labels[1], scores[:, 1]))
+    return float(_skm().average_precision_score(y_true == labels[1], scores[:, 1]))
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("accuracy", "classification", True, False, lambda y, p: float(skm.accuracy_score(y, p))),
-        Metric("balanced_accuracy", "classification", True, False, lambda y, p: float(skm.balanced_accuracy_score(y, p))),
-        Metric("f1_macro", "classification", True, False, lambda y, p: float(skm.f1_score(y, p, average="macro"))),
+        Metric("accuracy", "classification", True, False, lambda y, p: float(_skm().accuracy_score(y, p))),
+        Metric("balanced_accuracy", "classification", True, False, lambda y, p: float(_skm().balanced_accuracy_score(y, p))),
+        Metric("f1_macro", "classification", True, False, lambda y, p: float(_skm().f1_score(y, p, average="macro"))),
         Metric("roc_auc", "classification", True, True, _roc_auc),
         Metric("average_precision", "classification", True, True, _average_precision),
         Metric("log_loss", "classification", False, True, _log_loss, (0.0, float("inf"))),
-        Metric("r2", "regression", True, False, lambda y, p: float(skm.r2_score(y, p)), (float("-inf"), 1.0)),
-        Metric("rmse", "regression", False, False, lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p))),
+        Metric("r2", "regression", True, False, lambda y, p: float(_skm().r2_score(y, p)), (float("-inf"), 1.0)),
+        Metric("rmse", "regression", False, False, lambda y, p: float(np.sqrt(_skm().mean_squared_error(y, p))),
                (0.0, float("inf"))),
-        Metric("mae", "regression", False, False, lambda y, p: float(skm.mean_absolute_error(y, p)), (0.0, float("inf"))),
+        Metric("mae", "regression", False, False, lambda y, p: float(_skm().mean_absolute_error(y, p)), (0.0, float("inf"))),
     ]
 }
 

@@ -59,6 +59,13 @@ def home_root(root: Path) -> Path:
     return root.resolve()
 
 
+def cache_dir() -> Path:
+    """The user's reprobook cache (``$XDG_CACHE_HOME/reprobook``, else ``~/.cache/reprobook``): machine-local,
+    never part of a project, safe to delete."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "reprobook"
+
+
 def running_stages_dir() -> Path:
     """Where running stages register (one per pid), machine-wide: stages of any project share the cores."""
     import tempfile

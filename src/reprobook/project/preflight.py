@@ -13,6 +13,7 @@ reported at once, one line each, naming the key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -124,28 +125,45 @@ def _data_file_problems(root: Path, params: Params) -> list[str]:
 
 def _estimator_task(params: Params) -> str | None:
     """The task the configured estimator is for, when the data has not decided it yet."""
-    from sklearn.base import is_classifier, is_regressor
-
-    from reprobook.ml.estimators import resolve_estimator
-
-    try:
-        estimator = resolve_estimator(params.model.estimator)()
-    except Exception:  # reported by _estimator_problems
-        return None
-    return "classification" if is_classifier(estimator) else "regression" if is_regressor(estimator) else None
+    return _estimator_facts(params, None)["kind"]
 
 
 def _estimator_problems(params: Params, task: str | None) -> list[str]:
-    from reprobook.ml.estimators import make_estimator
+    return _estimator_facts(params, task)["problems"]
 
+
+def _estimator_facts(params: Params, task: str | None) -> dict:
+    """What the estimator is for and what is wrong with its settings: computed with scikit-learn once per
+    environment and settings when the estimator is installed code (:mod:`reprobook.project.envcache`),
+    every time when it is the project's own."""
+    from reprobook.project.envcache import cached, is_installed_module
+
+    settings = json.dumps([params.model.model_dump(mode="json"), task], sort_keys=True, default=str)
+    if not is_installed_module(params.model.estimator):
+        return _check_estimator(params, task)
+    key = hashlib.sha256(settings.encode()).hexdigest()[:24]
+    return cached(f"preflight.estimator.{key}", lambda: _check_estimator(params, task))
+
+
+def _check_estimator(params: Params, task: str | None) -> dict:
+    from sklearn.base import is_classifier, is_regressor
+
+    from reprobook.ml.estimators import make_estimator, resolve_estimator
+
+    kind = None
+    try:
+        estimator = resolve_estimator(params.model.estimator)()
+        kind = "classification" if is_classifier(estimator) else "regression" if is_regressor(estimator) else None
+    except Exception:  # reported below
+        pass
     try:
         estimator = make_estimator(params.model, task or "auto")
         estimator._validate_params()  # scikit-learn's own check of every hyperparameter value
     except ReprobookError as exc:
-        return [str(exc)]
+        return {"kind": kind, "problems": [str(exc)]}
     except Exception as exc:  # InvalidParameterError and friends: a value the estimator refuses
-        return [f"model.params: {exc}"]
-    return []
+        return {"kind": kind, "problems": [f"model.params: {exc}"]}
+    return {"kind": kind, "problems": []}
 
 
 def _schema_columns(root: Path, params: Params) -> set[str] | None:

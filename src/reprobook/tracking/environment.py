@@ -38,7 +38,15 @@ def redact(name: str, value: str) -> str:
 
 
 def packages() -> dict[str, str]:
-    """Every installed distribution and its exact version, sorted by name."""
+    """Every installed distribution and its exact version, sorted by name (read once per environment:
+    :mod:`reprobook.project.envcache`)."""
+    from reprobook.project.envcache import cached
+
+    return cached("packages", installed_packages)
+
+
+def installed_packages() -> dict[str, str]:
+    """:func:`packages`, read from the distributions' metadata now."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]

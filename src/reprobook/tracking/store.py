@@ -67,6 +67,8 @@ def client(root: Path):
 
     # MLflow's INFO chatter (database migrations, "registered model") is not news to a user.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # Nor is a progress bar for copying a model of a few kilobytes, printed into every log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

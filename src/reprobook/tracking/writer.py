@@ -10,6 +10,7 @@ docs/run-record.md). A stage that writes the model file registers the model.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,12 @@ def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int
 
 def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, error: str | None,
                      interactive: bool = False) -> str:
-    """Complete the run record from the stage's files, register the model, end the run; return its status."""
+    """Complete the run record from the stage's files, register the model, end the run; return its status.
+
+    Round trips to the store are few: the metrics and tags in one batch, every
+    file of the record (notebook, HTML, outputs, plots, metrics, ``record/``)
+    in one upload.
+    """
     from mlflow.entities import Metric, RunTag
 
     from reprobook.tracking import groups
@@ -106,30 +112,20 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
         if digest:
             extra_tags.append(RunTag(store.TAG_PREDICTION_DIGEST, digest))
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(metrics.items())], tags=extra_tags)
-        _log_record(client, run_id, root, stage, params, gitinfo.code_version(root))
-        # An interactive run's report is the notebook open in Jupyter, not the last pipeline report.
-        for key in () if interactive else ("notebook", "html"):
-            if files[key].is_file():
-                client.log_artifact(run_id, str(files[key]), "notebook")
-        if interactive and (root / stage.notebook).is_file():
-            client.log_text(run_id, secrets.redact_notebook((root / stage.notebook).read_text()),
-                            f"notebook/{Path(stage.notebook).name}")
-        for key in ("outputs", "plots"):
-            if files[key].is_dir():
-                client.log_artifacts(run_id, str(files[key]), key)
-        for key in ("metrics", "timings"):
-            if files[key].is_file():
-                client.log_artifact(run_id, str(files[key]), "metrics")
-        # A reproduction re-creates a model already registered, and an interactive run is
-        # exploration: neither registers a model.
-        if registers_model(stage) and not error and not interactive and "reprobook.reproduction_of" not in tags:
-            from reprobook.tracking.registry import log_and_register
+        try:
+            # A reproduction re-creates a model already registered, and an interactive run is
+            # exploration: neither registers a model.
+            if registers_model(stage) and not error and not interactive and "reprobook.reproduction_of" not in tags:
+                from reprobook.tracking.registry import log_and_register
 
-            try:
-                log_and_register(client, run_id, root, params)
-            except Exception as exc:
-                client.set_tag(run_id, store.TAG_ERROR, secrets.redact_text(f"registration: {exc}")[:5000])
-                raise
+                try:
+                    log_and_register(client, run_id, root, params)
+                except Exception as exc:
+                    client.set_tag(run_id, store.TAG_ERROR, secrets.redact_text(f"registration: {exc}")[:5000])
+                    raise
+        finally:
+            _log_files(client, run_id, root, stage, _record(root, stage, params, gitinfo.code_version(root)),
+                       interactive)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         raise
@@ -137,6 +133,51 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
         client.set_terminated(run_id, status)
         groups.stage_ended(client, tags.get(store.TAG_PIPELINE), status)
     return status
+
+
+def _log_files(client, run_id: str, root: Path, stage: Stage, record: dict[str, str], interactive: bool) -> None:
+    """Every file of the run record, staged in the artifact layout and uploaded in one call.
+
+    Staged as hard links where the file system allows (a copy elsewhere):
+    outputs can be large, and staging must not double the disk they take.
+    """
+    import tempfile
+
+    files = report_files(root, stage.name)
+    with tempfile.TemporaryDirectory(prefix="reprobook-record-") as scratch:
+        staged = Path(scratch)
+        # An interactive run's report is the notebook open in Jupyter, not the last pipeline report.
+        for key in () if interactive else ("notebook", "html"):
+            if files[key].is_file():
+                _stage_file(files[key], staged / "notebook" / files[key].name)
+        if interactive and (root / stage.notebook).is_file():
+            _write(staged / "notebook" / Path(stage.notebook).name,
+                   secrets.redact_notebook((root / stage.notebook).read_text()))
+        for key in ("outputs", "plots"):
+            if files[key].is_dir():
+                for path in sorted(p for p in files[key].rglob("*") if p.is_file()):
+                    _stage_file(path, staged / key / path.relative_to(files[key]))
+        for key in ("metrics", "timings"):
+            if files[key].is_file():
+                _stage_file(files[key], staged / "metrics" / files[key].name)
+        for name, text in record.items():
+            _write(staged / store.RECORD_DIR / name, secrets.redact_text(text))
+        client.log_artifacts(run_id, str(staged))
+
+
+def _stage_file(source: Path, target: Path) -> None:
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, target)
+
+
+def _write(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
 
 
 def end_run(root: Path, run_id: str, reason: str, status: str = "KILLED") -> None:
@@ -161,8 +202,8 @@ def pipeline_params(root: Path, params: Params) -> dict[str, Any]:
     })
 
 
-def _log_record(client, run_id: str, root: Path, stage: Stage, params: Params, code: gitinfo.CodeVersion) -> None:
-    """The ``record/`` artifacts that reproduction reads."""
+def _record(root: Path, stage: Stage, params: Params, code: gitinfo.CodeVersion) -> dict[str, str]:
+    """The ``record/`` artifacts that reproduction reads, by file name (redacted when logged)."""
     record = {
         "params.yaml": _yaml(secrets.redact_params(params.model_dump(mode="json"))),
         "environment.json": json.dumps(environment.capture(), indent=2, sort_keys=True),
@@ -177,8 +218,7 @@ def _log_record(client, run_id: str, root: Path, stage: Stage, params: Params, c
             record[Path(name).name if name != stage.fingerprint else "code_fingerprint.json"] = (root / name).read_text()
     if code.dirty and code.diff:
         record["git.diff"] = code.diff
-    for name, text in record.items():
-        client.log_text(run_id, secrets.redact_text(text), f"{store.RECORD_DIR}/{name}")
+    return record
 
 
 def _yaml(payload: Any) -> str:
