@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from conftest import BIN, copy_project, tool_env
 
-from reprobook.execution import notebook
+from reprobook.execution import kernel, notebook
 from reprobook.execution.progress import CellTracker, first_line, shown, step_printer
 
 ANSI = "\x1b"
@@ -142,7 +142,7 @@ def test_nothing_is_drawn_when_stderr_is_not_a_terminal(capfd):
 
 def test_an_idle_kernel_is_not_interrupted_on_shutdown_but_a_busy_one_is():
     tracker = CellTracker("x")
-    manager = notebook._ipc_kernel_manager(tracker)(kernel_name=notebook.KERNEL_NAME)
+    manager = kernel.ipc_kernel_manager(tracker)(kernel_name=notebook.KERNEL_NAME)
     manager.shutting_down = True
     asyncio.run(manager._async_interrupt_kernel())  # idle: returns without signalling
     tracker.running = True

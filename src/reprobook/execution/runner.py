@@ -67,6 +67,7 @@ class _RunOpener:
     def __init__(self, stage: Stage, root: Path, params: Params, started: float) -> None:
         self.run_id: str | None = None
         self.error: BaseException | None = None
+        self._warm_up: threading.Thread | None = None
         self._thread = threading.Thread(target=self._open, args=(stage, root, params, started), daemon=True,
                                         name="mlflow-run-opener")
 
@@ -104,12 +105,15 @@ class _RunOpener:
         notebook if opening failed."""
         if self._thread.ident is None:
             self.start()
-            notebook.warm_up_report()
+            self._warm_up = notebook.warm_up_report()
         self.check()
 
     def result(self) -> str:
+        """The run's id, once the opener and the report's warm-up are done; the opener's error if it failed."""
         self.start()
         self._thread.join()
+        if self._warm_up is not None:
+            self._warm_up.join()
         self.check()
         assert self.run_id is not None
         return self.run_id
@@ -162,9 +166,9 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
                 opener = _RunOpener(stage, root, params, started)
                 error = notebook.execute(root / stage.notebook, executed, injected, root, progress,
                                          kernel=kernel.manager, cells=cells, before_cell=opener.before_cell)
+            run_id = opener.result()  # the work beside the cells ends before the kernel stops (Kernel.stop)
             kernel.stop()
             html = notebook.finish_report(executed, root)
-            run_id = opener.result()
         except KeyboardInterrupt as exc:
             kernel.stop_now()
             _end_interrupted(opener, root, f"stage '{name}' interrupted: {exc or 'KeyboardInterrupt'}")

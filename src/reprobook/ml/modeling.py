@@ -101,9 +101,13 @@ def measure_latency(pipeline: Pipeline, x: pd.DataFrame, rows: int, repeats: int
 
     Why it does not flip with load: a single-row prediction is timed on one
     thread (a served request's case; more threads only add their start-up),
-    and each row's time is the fastest of ``repeats`` tries, so a moment of
+    and the rows that came out slowest (the tenth at or above the 90th
+    percentile: the only ones the p95 can come from) are timed again, up to
+    ``repeats`` tries in all, keeping each row's fastest; a moment of
     contention from another process inflates one try, not the percentile.
-    The 1-minute load average is recorded beside the figures, to judge them.
+    Retrying only the slow tenth costs a stage about 1 s, against 3 s for
+    every row three times. The 1-minute load average is recorded beside the
+    figures, to judge them.
     """
     from threadpoolctl import threadpool_limits
 
@@ -111,17 +115,20 @@ def measure_latency(pipeline: Pipeline, x: pd.DataFrame, rows: int, repeats: int
 
     sample = x.iloc[: min(rows, len(x))]
     load_before = _load_average()
+
+    def timed(i: int) -> float:
+        row = sample.iloc[i : i + 1]
+        start = time.perf_counter()
+        pipeline.predict(row)
+        return time.perf_counter() - start
+
     with threadpool_limits(1):
         pipeline.predict(sample.iloc[:1])  # warm-up
-        timings = []
-        for i in range(len(sample)):
-            row = sample.iloc[i : i + 1]
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                pipeline.predict(row)
-                best = min(best, time.perf_counter() - start)
-            timings.append(best)
+        timings = [timed(i) for i in range(len(sample))]
+        slowest = np.flatnonzero(np.array(timings) >= np.percentile(timings, 90))
+        for i in slowest:
+            for _ in range(repeats - 1):
+                timings[i] = min(timings[i], timed(int(i)))
     threads = stage_threads()
     batch = []
     with threadpool_limits(threads):
