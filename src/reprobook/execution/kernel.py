@@ -115,6 +115,14 @@ def ipc_kernel_manager(cells: CellTracker | None = None) -> type:
     return IPCKernelManager
 
 
+async def _request_shutdown_on_shell(client: Any) -> None:
+    """Send ``shutdown_request`` on ``client``'s shell channel (see :meth:`Kernel.stop` for why not control)."""
+    import asyncio
+
+    client.shell_channel.send(client.session.msg("shutdown_request", {"restart": False}))
+    await asyncio.sleep(0)  # let the event loop hand the message to the socket
+
+
 class Kernel:
     """One stage's kernel process: :meth:`start`, then :meth:`stop`, or :meth:`stop_now` when the stage
     is failing or interrupted."""
@@ -156,13 +164,15 @@ class Kernel:
         the language reference). Objects outside cycles are released, files
         closed and ``atexit`` handlers run as always.
 
-        The exit is polled every 20 ms rather than jupyter_client's 100 ms.
-        In about one stop of thirty, with or without the freeze, ipykernel 7.4
-        hangs on exit (its control thread flushes stdout while the main thread
-        stops the IOPub thread, then waits out a timeout: posit-dev/positron#7142);
-        SIGTERM then comes after 1 s instead of jupyter_client's 2.5 s. Called
-        when the stage's process has nothing else running: with its threads
-        busy meanwhile, about one stop in seven hung.
+        The shutdown request goes on the shell channel, which ipykernel
+        accepts as well as control: asked on the control channel, ipykernel
+        7.4 hung on exit in 2 stops of 40 (its control thread flushes stdout
+        after the reply while the main thread stops the IOPub thread, then
+        waits out a timeout: posit-dev/positron#7142), and in about one of
+        seven when the stage's process kept the cores busy meanwhile; asked on
+        the shell channel, where the main thread handles it itself, none in 70.
+        A kernel that hangs anyway gets SIGTERM after 1 s (jupyter_client's
+        default: 2.5 s). The exit is polled every 20 ms rather than 100 ms.
         """
         from jupyter_core.utils import run_sync
 
@@ -176,7 +186,10 @@ class Kernel:
             pass
         self.manager.shutting_down = True
         try:
-            run_sync(self.manager.request_shutdown)()
+            if self.manager.clients:
+                run_sync(_request_shutdown_on_shell)(self.manager.clients[-1])
+            else:
+                run_sync(self.manager.request_shutdown)()
             run_sync(self.manager.finish_shutdown)(pollinterval=STOP_POLL_SECONDS)
         finally:
             self._cleanup()

@@ -164,6 +164,8 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
             with threads.stage_budget(running_stages_dir()):  # the kernel inherits the thread variables
                 kernel.start(root)
                 opener = _RunOpener(stage, root, params, started)
+                notebook.use_readable_parameters()  # imports papermill while the kernel boots
+                opener.start()
                 error = notebook.execute(root / stage.notebook, executed, injected, root, progress,
                                          kernel=kernel.manager, cells=cells, before_cell=opener.before_cell)
             run_id = opener.result()  # the work beside the cells ends before the kernel stops (Kernel.stop)
