@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from reprobook.tracking import groups, orphans, secrets
 
 INTERRUPTED_EXIT = 130
 GRACE_SECONDS = 20.0
+POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -113,7 +115,8 @@ def run_pipeline(root: Path, *, force: bool = False, overrides: list[str] | None
         env = {**os.environ, groups.GROUP_ENV: groups.new_group_key(), groups.GROUP_FILE_ENV: str(parent_file),
                orphans.OWNER_PID_ENV: str(os.getpid())}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        returncode, interrupted = _run_interruptible(dvc_command(force=force, overrides=overrides), root, env)
+        returncode, interrupted = _run_interruptible(dvc_command(force=force, overrides=overrides), root, env,
+                                                     warm_up_when=parent_file)
         parent = outer_run or (parent_file.read_text().strip() if parent_file.is_file() else None)
     ok = returncode == 0 and interrupted is None
     # A failed or interrupted stage has lost its outputs to DVC: put the last good ones back.
@@ -153,15 +156,22 @@ def _close(root: Path, parent: str, *, ok: bool, started: float, overrides: list
     return PipelineResult(root, parent, ok, time.time() - started, stage_runs, data, variant, interrupted, uncommitted)
 
 
-def _run_interruptible(command: list[str], root: Path, env: dict[str, str]) -> tuple[int, str | None]:
+def _run_interruptible(command: list[str], root: Path, env: dict[str, str],
+                       warm_up_when: Path | None = None) -> tuple[int, str | None]:
     """Run DVC in its own process group; pass SIGINT/SIGTERM on to the whole group as SIGTERM.
 
     SIGTERM, because SIGINT may be ignored: a shell starts background jobs with
     SIGINT ignored, and their children inherit that. The stage under DVC turns
     SIGTERM into a clean stop (kernel shut down, run ended KILLED); what is still
     alive after a grace period gets SIGKILL.
+
+    Once ``warm_up_when`` exists (the first stage has opened the pipeline run),
+    MLflow is imported and the store opened in the background, for closing
+    the pipeline run: a second and a half of this process's idle time instead
+    of the end of the pipeline's. A run with nothing to do never imports it.
     """
     process = subprocess.Popen(command, cwd=root, env=env, start_new_session=True)
+    warming: list[threading.Thread] = []
     received: list[str] = []
 
     def forward(signum: int, frame: object) -> None:
@@ -175,9 +185,14 @@ def _run_interruptible(command: list[str], root: Path, env: dict[str, str]) -> t
     try:
         while True:
             try:
-                returncode = process.wait(timeout=GRACE_SECONDS if received else None)
+                returncode = process.wait(timeout=GRACE_SECONDS if received else POLL_SECONDS)
                 break
             except subprocess.TimeoutExpired:
+                if not received:
+                    if not warming and warm_up_when is not None and warm_up_when.exists():
+                        warming.append(threading.Thread(target=_open_store, args=(root,), daemon=True))
+                        warming[0].start()
+                    continue
                 received.append(signal.SIGKILL.name)
                 try:
                     os.killpg(process.pid, signal.SIGKILL)
@@ -186,4 +201,16 @@ def _run_interruptible(command: list[str], root: Path, env: dict[str, str]) -> t
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for thread in warming:
+            thread.join()  # never left importing at interpreter exit
     return returncode, (received[0] if received else None)
+
+
+def _open_store(root: Path) -> None:
+    """Import MLflow and open the project's store (MLflow keeps the store per URI for the process)."""
+    from reprobook.tracking import store
+
+    try:
+        store.client(root).search_experiments(max_results=1)
+    except Exception:  # noqa: BLE001  a warm-up only: closing the run opens the store again and reports
+        pass
