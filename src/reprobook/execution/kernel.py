@@ -92,6 +92,9 @@ def ipc_kernel_manager(cells: CellTracker | None = None) -> type:
             await super()._async_launch_kernel(kernel_cmd, **kw)
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            if getattr(self, "_cleaned", False):
+                return
+            self._cleaned = not restart
             for opened in self.clients:
                 opened.stop_channels()
             self.clients.clear()
@@ -111,6 +114,10 @@ def ipc_kernel_manager(cells: CellTracker | None = None) -> type:
                 import asyncio
 
                 await asyncio.sleep(INTERRUPT_GRACE_SECONDS)
+
+        # AsyncKernelManager binds its public names to KernelManager's functions, not to overrides.
+        cleanup_resources = _async_cleanup_resources
+        interrupt_kernel = _async_interrupt_kernel
 
     return IPCKernelManager
 

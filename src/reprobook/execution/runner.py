@@ -51,15 +51,15 @@ class StageOutcome:
 
 
 class _RunOpener:
-    """Create the stage's MLflow run in a background thread while the kernel runs the cells.
+    """Create the stage's MLflow run in a background thread while the kernel boots and runs the cells.
 
     Importing MLflow and opening the store take about a second: done beside
-    the kernel, the run is on record (RUNNING) from the stage's first cell
-    at no cost to the stage's duration. It starts when the kernel is ready,
-    not before: until then the stage's main thread is importing papermill and
-    greeting the kernel, and a thread importing MLflow beside it would hold
-    the GIL most of that time (measured: the kernel ready after 0.8-1.0 s
-    instead of 0.46 s). A stage that registers a model first checks that the
+    the kernel, the run is on record (RUNNING) from the stage's first seconds
+    at no cost to the stage's duration. It starts once the main thread has
+    imported papermill, not before (a thread importing MLflow beside that
+    import holds the GIL most of the time: the kernel was ready after
+    0.8-1.0 s instead of 0.46 s); the HTML exporter is built from the first
+    cell on (:meth:`before_cell`). A stage that registers a model first checks that the
     registered model belongs to this project; a refusal (or a store that
     cannot be written) stops the notebook before its next cell (:meth:`check`).
     """
@@ -103,8 +103,8 @@ class _RunOpener:
     def before_cell(self) -> None:
         """Before each cell: the kernel is ready, so open the run (and warm up the report) now; stop the
         notebook if opening failed."""
-        if self._thread.ident is None:
-            self.start()
+        self.start()
+        if self._warm_up is None:
             self._warm_up = notebook.warm_up_report()
         self.check()
 
