@@ -24,18 +24,44 @@ def test_running_stages_counts_live_processes_and_forgets_dead_ones(tmp_path):
     assert not (tmp_path / f"{dead.pid}.pid").exists()
 
 
-def test_stage_budget_sets_the_thread_variables_and_puts_them_back(tmp_path, monkeypatch):
+def test_stage_budget_gives_the_kernel_its_variables_and_leaves_this_process_alone(tmp_path, monkeypatch):
     for name in threads.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv(threads.BUDGET_VARIABLE, raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "3")  # the user's own choice is kept
-    with threads.stage_budget(tmp_path) as budget:
+    before = dict(os.environ)
+    with threads.stage_budget(tmp_path) as variables:
+        budget = int(variables[threads.BUDGET_VARIABLE])
         assert budget == max(1, threads.available_cores() - 1)  # alone on the machine
-        assert os.environ["OMP_NUM_THREADS"] == str(budget) and os.environ["MKL_NUM_THREADS"] == "3"
-        assert threads.stage_threads() == budget
+        assert variables["OMP_NUM_THREADS"] == str(budget) and variables["MKL_NUM_THREADS"] == "3"
+        assert dict(os.environ) == before  # background threads read it meanwhile
         assert list(tmp_path.glob("*.pid")) == [tmp_path / f"{os.getpid()}.pid"]
-    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "3"
     assert not list(tmp_path.glob("*.pid"))
+
+
+def test_the_kernel_runs_with_its_budget(tmp_path):
+    from jupyter_core.utils import run_sync
+
+    from reprobook.execution.kernel import Kernel
+    from reprobook.execution.progress import CellTracker
+
+    outputs: list[str] = []
+    kernel = Kernel(CellTracker("budget"))
+    with threads.stage_budget(tmp_path) as variables:
+        kernel.start(tmp_path, variables)
+    try:
+        client = kernel.manager.client()
+        client.start_channels()
+        run_sync(client.wait_for_ready)(timeout=60)
+        reply = run_sync(client.execute_interactive)(
+            "import os; from reprobook.execution.threads import stage_threads; "
+            "print(os.environ['OMP_NUM_THREADS'], stage_threads())",
+            output_hook=lambda msg: outputs.append(msg["content"].get("text", "")), timeout=60)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kernel.stop()
+    assert "".join(outputs).split() == [variables["OMP_NUM_THREADS"], variables[threads.BUDGET_VARIABLE]]
+
 
 
 def test_two_stages_at_once_share_the_cores(tmp_path, monkeypatch):
@@ -44,18 +70,18 @@ def test_two_stages_at_once_share_the_cores(tmp_path, monkeypatch):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (tmp_path / f"{other.pid}.pid").touch()  # registered as stage_budget does
-        with threads.stage_budget(tmp_path) as budget:
-            assert budget == 3
+        with threads.stage_budget(tmp_path) as variables:
+            assert variables[threads.BUDGET_VARIABLE] == "3"
     finally:
         other.kill()
         other.wait()
     time.sleep(0.1)
-    with threads.stage_budget(tmp_path) as budget:
-        assert budget == 7
+    with threads.stage_budget(tmp_path) as variables:
+        assert variables[threads.BUDGET_VARIABLE] == "7"
 
 
 def test_the_user_can_choose_the_budget(tmp_path, monkeypatch):
     monkeypatch.setenv(threads.BUDGET_VARIABLE, "1")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with threads.stage_budget(tmp_path) as budget:
-        assert budget == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    with threads.stage_budget(tmp_path) as variables:
+        assert variables[threads.BUDGET_VARIABLE] == "1" and variables["OMP_NUM_THREADS"] == "1"

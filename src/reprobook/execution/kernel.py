@@ -138,8 +138,9 @@ class Kernel:
         self.manager: Any = None
         self._cells = cells
 
-    def start(self, root: Path) -> Any:
-        """Launch the kernel in ``root`` (it boots while the caller goes on); return its manager."""
+    def start(self, root: Path, variables: dict[str, str] | None = None) -> Any:
+        """Launch the kernel in ``root``, with ``variables`` added to this process's environment (it boots
+        while the caller goes on); return its manager."""
         from jupyter_client.kernelspec import NoSuchKernel
         from jupyter_core.utils import run_sync
 
@@ -149,7 +150,8 @@ class Kernel:
         self.manager = ipc_kernel_manager(self._cells)(kernel_name=KERNEL_NAME,
                                                        shutdown_wait_time=SHUTDOWN_WAIT_SECONDS)
         try:
-            run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(root))
+            run_sync(self.manager.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=str(root),
+                                                env={**os.environ, **(variables or {})})
         except NoSuchKernel:
             self._cleanup()
             raise UsageError(

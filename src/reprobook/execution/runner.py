@@ -161,8 +161,8 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
         kernel = Kernel(cells)
         opener: _RunOpener | None = None
         try:
-            with threads.stage_budget(running_stages_dir()):  # the kernel inherits the thread variables
-                kernel.start(root)
+            with threads.stage_budget(running_stages_dir()) as thread_variables:
+                kernel.start(root, thread_variables)
                 opener = _RunOpener(stage, root, params, started)
                 notebook.use_readable_parameters()  # imports papermill while the kernel boots
                 opener.start()

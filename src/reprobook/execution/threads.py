@@ -11,8 +11,9 @@ run, builds the report exporter and loads what registering a model needs
 while the cells run): measured on 2 cores, the modeling stage took 9.1-9.5 s
 with a 2-thread kernel beside that work and 6.9-7.4 s with one thread, and
 the same notebook as plain Python took as long with one thread as with two.
-The threads go through the usual variables; a variable the user set is left
-as it is, and ``REPROBOOK_THREADS`` chooses the budget.
+The threads go through the usual variables of the kernel's environment; a
+variable the user set is left as it is, and ``REPROBOOK_THREADS`` chooses the
+budget.
 
 Results do not depend on the budget: the estimators reprobook builds are
 deterministic in their thread count (HistGradientBoosting's histograms are
@@ -77,31 +78,26 @@ def budget(cores: int, running: int) -> int:
 
 
 @contextlib.contextmanager
-def stage_budget(folder: Path) -> Iterator[int]:
-    """Register this stage in ``folder`` and set the thread variables its kernel will inherit.
+def stage_budget(folder: Path) -> Iterator[dict[str, str]]:
+    """Register this stage in ``folder`` for as long as the block runs; yield its kernel's thread variables.
 
-    Yields the budget. Registration comes before counting, so two stages
-    starting together each see the other.
+    Registration comes before counting, so two stages starting together each
+    see the other. The variables are for the kernel's environment only
+    (``REPROBOOK_THREADS`` and the thread counts the user has not set): this
+    process's ``os.environ`` is not touched, because the stage's background
+    threads read it meanwhile (setting and removing variables while another
+    thread iterates over them raised ``KeyError`` there).
     """
     folder.mkdir(parents=True, exist_ok=True)
     entry = folder / f"{os.getpid()}.pid"
     entry.touch()
-    saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, BUDGET_VARIABLE)}
     try:
         chosen = os.environ.get(BUDGET_VARIABLE)
         threads = int(chosen) if chosen and chosen.isdigit() and int(chosen) > 0 else \
             budget(available_cores(), running_stages(folder))
-        os.environ[BUDGET_VARIABLE] = str(threads)
-        for name in THREAD_VARIABLES:
-            os.environ.setdefault(name, str(threads))
-        yield threads
+        yield {BUDGET_VARIABLE: str(threads), **{name: os.environ.get(name) or str(threads) for name in THREAD_VARIABLES}}
     finally:
         entry.unlink(missing_ok=True)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def stage_threads() -> int:
