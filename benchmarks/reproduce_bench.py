@@ -82,7 +82,7 @@ def main() -> None:
         pipeline_id = first.stdout.split("(MLflow run ")[1].split(")")[0]
         last_stage = resolve_stage_run(client, pipeline_id)
         run(["git", "add", "-A"], project)
-        run(["git", "commit", "-qm", "bench: after the first run"], project)
+        run(["git", "commit", "-q", "--allow-empty", "-m", "bench: after the first run"], project)  # nothing new when the lock is current
         fresh = clone(project, base / "fresh", base / "remote")
 
         print(f"reproduce the pipeline's last stage ({last_stage.stage}) from a fresh clone ...", flush=True)

@@ -91,7 +91,7 @@ class _RunOpener:
             return
         if registers_model(stage):
             try:
-                registry.prepare()
+                registry.prepare(store.client(root), root, params)
             except Exception:  # noqa: BLE001  a warm-up only: registering imports again and reports the error
                 pass
 
@@ -101,8 +101,8 @@ class _RunOpener:
             raise self.error
 
     def before_cell(self) -> None:
-        """Before each cell: the kernel is ready, so open the run (and warm up the report) now; stop the
-        notebook if opening failed."""
+        """Before each cell: build the report's exporter in the background (once: the kernel is ready and
+        the main thread idle from now on); stop the notebook if opening the run failed."""
         self.start()
         if self._warm_up is None:
             self._warm_up = notebook.warm_up_report()

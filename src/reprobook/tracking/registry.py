@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from reprobook.errors import ReprobookError
 from reprobook.project.params import Params
-from reprobook.project.paths import LEAKAGE_FILE, MODEL_FILE, TARGETS_FILE
+from reprobook.project.paths import LEAKAGE_FILE, MODEL_FILE, TARGETS_FILE, TEST_FILE
 from reprobook.tracking import store
 
 if TYPE_CHECKING:
@@ -309,13 +309,16 @@ def _short(exc: BaseException) -> str:
 # --- log and register --------------------------------------------------------
 
 
-def prepare() -> None:
-    """Import what :func:`log_and_register` needs (scikit-learn, skops, MLflow's sklearn flavor).
+def prepare(client, root: Path, params: Params) -> None:
+    """Do what :func:`log_and_register` can do before the model exists, while the kernel trains.
 
-    About two seconds of imports, and 0.7 s in which MLflow maps every
-    installed distribution's files to modules (to check the model's pinned
-    requirements when it validates the input example): a stage that
-    registers its model does them while its kernel trains, not after.
+    About two seconds of imports (scikit-learn, skops, MLflow's sklearn flavor),
+    0.7 s in which MLflow maps every installed distribution's files to modules
+    (to check the model's pinned requirements when it validates the input
+    example), and scoring the current champion on the test split (0.3 s),
+    which the promotion gate compares the new model with. The champion's score
+    is kept for its version, metric and test split: registration uses it only
+    if all three are still the same.
     """
     import mlflow.sklearn  # noqa: F401
     import skops.io  # noqa: F401  (0.9 s: skops lists every scikit-learn type it trusts when imported)
@@ -328,6 +331,38 @@ def prepare() -> None:
         _init_modules_to_packages_map()
     except ImportError:
         pass
+    from reprobook.ml.features import xy
+    from reprobook.ml.prep import read_split
+    from reprobook.ml.scoping import load_targets
+
+    targets = load_targets(root)
+    features, y = xy(read_split(root).test, targets["target"])
+    name = params.model.registered_name
+    score = score_champion(client, name, features, y, targets["primary_metric"], targets["task"],
+                           params.model.trusted_types)
+    if score.version is not None:
+        _champion_scores[_champion_key(root, name, score.version, targets["primary_metric"])] = score
+
+
+_champion_scores: dict[tuple, ChampionScore] = {}
+
+
+def _champion_key(root: Path, name: str, version: str, metric_name: str) -> tuple:
+    test = (root / TEST_FILE).stat()
+    return name, version, metric_name, test.st_size, test.st_mtime_ns
+
+
+def _current_champion_score(client, root: Path, name: str, x, y, metric_name: str, task: str,
+                            trusted: Sequence[str]) -> ChampionScore:
+    """The champion's score: the one :func:`prepare` computed, if the champion and the test split are the same."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = str(client.get_model_version_by_alias(name, CHAMPION).version)
+        prepared = _champion_scores.get(_champion_key(root, name, version, metric_name))
+    except (MlflowException, OSError):
+        prepared = None
+    return prepared or score_champion(client, name, x, y, metric_name, task, trusted)
 
 
 def log_and_register(client, run_id: str, root: Path, params: Params) -> Promotion:
@@ -348,7 +383,7 @@ def log_and_register(client, run_id: str, root: Path, params: Params) -> Promoti
     name = params.model.registered_name
     binding = Binding(task, targets["target"], tuple(str(c) for c in features.columns))
     check_binding(client, name, binding.task, binding.target, binding.features)
-    champion = score_champion(client, name, features, y, metric_name, task, trusted)
+    champion = _current_champion_score(client, root, name, features, y, metric_name, task, trusted)
     version = _log_model(run_id, model, features, name, root / MODEL_FILE, trusted)
     bind(client, name, binding)
     comparison = json.loads((root / "reports/modeling/metrics.json").read_text())["comparison"]
