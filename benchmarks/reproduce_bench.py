@@ -96,7 +96,10 @@ def main() -> None:
         started = time.perf_counter()
         for depth in SWEEP:
             run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", f"model.params.max_depth={depth}"], project)
-        run([str(BIN / "dvc"), "queue", "start", "-j", "2"], project)
+        # Not captured: the queue's workers inherit the pipes and outlive `dvc queue start`, so reading its
+        # output to the end waits for them (a worker idle after the last experiment kept it open for good).
+        subprocess.run([str(BIN / "dvc"), "queue", "start", "-j", "2"], cwd=project, env=env(), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_queue(project)
         results["sweep_run_s"] = time.perf_counter() - started
         experiment = client.get_experiment_by_name("reprobook")
