@@ -60,10 +60,16 @@ def test_the_package_list_of_a_run_record_comes_from_the_cache_and_matches_the_m
     assert "scikit-learn" in environment.packages()
 
 
-def test_a_repeated_params_check_does_not_import_scikit_learn():
-    """`reprobook run` checks the estimator before DVC starts: once per environment and settings."""
+def test_a_repeated_params_check_does_not_import_scikit_learn(tmp_path):
+    """`reprobook run` checks the estimator before DVC starts: once per environment and settings.
+
+    Run from a folder nothing else writes to: ``python -c`` puts the working
+    folder on ``sys.path``, so its modification time is part of the environment.
+    """
     from conftest import ROOT as root
 
+    work = tmp_path / "work"  # not where the cache is written (the fixture puts it in tmp_path/cache)
+    work.mkdir()
     code = (
         "import sys; from pathlib import Path\n"
         "from reprobook.project import preflight; from reprobook.project.params import project_params\n"
@@ -71,8 +77,10 @@ def test_a_repeated_params_check_does_not_import_scikit_learn():
         "print('sklearn' in sys.modules)"
     )
     env = {**os.environ}
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    first = subprocess.run([sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True,
+                           check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True,
+                            check=True)
     assert first.stdout.strip() == "True" and second.stdout.strip() == "False"
 
 
