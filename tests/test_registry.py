@@ -315,3 +315,34 @@ def test_a_pickled_champion_is_never_loaded(mlflow_store, tmp_path):
     assert not promotion.promoted
     assert "pickle, which reprobook never loads" in promotion.reason
     assert champion_version(client, "loans") == "2"
+
+
+def test_a_champion_score_prepared_during_training_is_used_only_for_that_champion_and_split(mlflow_store, tmp_path):
+    """The modeling stage scores the champion while its kernel trains (registry.prepare); registration
+    reuses that score only if the champion and the test split are still the ones scored."""
+    client, _ = mlflow_store
+    stump = make_project(tmp_path / "stump", DecisionTreeClassifier(max_depth=1, random_state=0), seed=1)
+    register(mlflow_store, stump, "loans")
+    challenger = make_project(tmp_path / "challenger", LogisticRegression(), seed=2)
+    params = Params.model_validate({"model": {"registered_name": "loans"}})
+    rows = pd.read_parquet(challenger / "data/processed/test.parquet")
+    registry.prepare(client, challenger, params)
+    stump_score = own_score(champion_model(client), rows)
+
+    # Another model becomes champion between the preparation and the registration.
+    deeper = make_project(tmp_path / "deeper", DecisionTreeClassifier(max_depth=4, random_state=0), seed=3)
+    register(mlflow_store, deeper, "loans")
+    assert champion_version(client, "loans") == "2"
+    expected = own_score(champion_model(client), rows)
+    assert expected != pytest.approx(stump_score, abs=1e-9)
+    _, promotion = register(mlflow_store, challenger, "loans")
+    assert promotion.champion_score == pytest.approx(expected, abs=1e-12)
+
+    # The test split changes after the preparation: the champion is scored on the rows it has now.
+    again = make_project(tmp_path / "again", LogisticRegression(C=0.5), seed=4)
+    registry.prepare(client, again, params)
+    changed = rows.iloc[: len(rows) // 2]
+    changed.to_parquet(again / "data/processed/test.parquet", index=False)
+    expected = own_score(champion_model(client), changed)
+    _, promotion = register(mlflow_store, again, "loans")
+    assert promotion.champion_score == pytest.approx(expected, abs=1e-12)

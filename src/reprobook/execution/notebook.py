@@ -4,8 +4,9 @@ The kernel is a fresh process per stage (a clean state is what reproduction
 needs), on local IPC sockets: no TCP port is opened (:mod:`.kernel`). The
 executed notebook is normalised so that the same code, params and data give
 the same bytes, in the notebook and in its HTML: no timestamps, durations,
-kernel ids or absolute paths of the machine. A cell tagged ``volatile`` (timings, say) keeps no
-output in the report; what it computes goes to files and MLflow instead.
+kernel ids or absolute paths of the machine. A cell tagged ``volatile``
+(timings, say) keeps no output in the report; what it computes goes to files
+and MLflow instead.
 """
 
 from __future__ import annotations

@@ -138,9 +138,9 @@ def _estimator_facts(params: Params, task: str | None) -> dict:
     every time when it is the project's own."""
     from reprobook.project.envcache import cached, is_installed_module
 
-    settings = json.dumps([params.model.model_dump(mode="json"), task], sort_keys=True, default=str)
     if not is_installed_module(params.model.estimator):
         return _check_estimator(params, task)
+    settings = json.dumps([params.model.model_dump(mode="json"), task], sort_keys=True, default=str)
     key = hashlib.sha256(settings.encode()).hexdigest()[:24]
     return cached(f"preflight.estimator.{key}", lambda: _check_estimator(params, task))
 
