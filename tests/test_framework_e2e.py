@@ -156,7 +156,9 @@ def test_reports_show_their_plots_inline(classification, regression):
         shown = png_outputs(executed(root, "modeling"))
         saved = [(root / f"reports/modeling/plots/{name}.png").read_bytes() for name in modeling]
         assert [base64.b64decode(image) for image in shown] == saved
-        assert len(png_outputs(executed(root, "error_analysis"))) == 1 and (root / "reports/error_analysis/plots/worst_slices.png").is_file()
+        error_plots = ("worst_slices", "permutation_importance", "partial_dependence", "what_if")
+        shown = [base64.b64decode(image) for image in png_outputs(executed(root, "error_analysis"))]
+        assert shown == [(root / f"reports/error_analysis/plots/{name}.png").read_bytes() for name in error_plots]
         assert len(png_outputs(executed(root, "data"))) >= 1  # the skew summary
         for stage in ("data", "modeling", "error_analysis"):
             html = root / f"reports/{stage}/notebook.html"

@@ -28,3 +28,18 @@ def test_outputs_do_not_dirty_but_params_do(tmp_path):
 def test_outside_git_has_no_commit(tmp_path):
     version = code_version(tmp_path)
     assert version.commit is None and version.dirty
+
+
+def test_what_a_stage_declares_it_writes_does_not_dirty_a_fresh_project(project):
+    """A new project's first run writes the model and the splits before DVC lists them in a .gitignore."""
+    for listed in (project / "models/.gitignore", project / "data/processed/.gitignore"):
+        listed.unlink(missing_ok=True)  # as in a project that has never run
+    sh(["git", "commit", "-qam", "never run"], project)
+    assert not code_version(project).dirty
+    (project / "models").mkdir(exist_ok=True)
+    (project / "models/model.skops").write_bytes(b"model")
+    (project / "data/processed").mkdir(parents=True, exist_ok=True)
+    (project / "data/processed/train.parquet").write_bytes(b"rows")
+    assert not code_version(project).dirty
+    (project / "models/notes.txt").write_text("not declared anywhere\n")
+    assert code_version(project).dirty

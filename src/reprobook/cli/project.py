@@ -1,10 +1,11 @@
-"""Project commands: ``new`` (start a project), ``add-stage`` (a notebook becomes a stage), ``fingerprint``."""
+"""Project commands: ``new`` (start a project), ``add-stage`` (a notebook becomes a stage), ``check`` (the stage
+contract), ``fingerprint``."""
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -57,6 +58,35 @@ def add_stage_command(
     out.print(f"[green]stage {name}[/] declared in dvc.yaml: {entry['cmd']} (runs {notebook})", soft_wrap=True)
 
 
+def check_command(
+    stage: Annotated[Optional[str], typer.Option("--stage", help="check only this stage (its upstream stages run too)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", "--static", help="files only, no tiny run (the pre-commit hook)")] = False,
+    output: Annotated[Literal["text", "json"], typer.Option("--format", help="text (a line per stage) or json")] = "text",
+) -> None:
+    """Check every stage against the contract: its notebook exists, has a parameters cell, is stored without outputs,
+    names the project's kernel, its params exist, and it writes its declared outs on tiny params (check.params).
+
+    The tiny run happens in a scratch copy of the project: your outputs, params.yaml and MLflow store are untouched.
+    Exit 0 when every check passes, 1 when one fails.
+    """
+    import json
+
+    from reprobook.execution.progress import shown
+    from reprobook.project.check import RunProgress, check_project, report_text
+    from reprobook.project.paths import project_root
+
+    root = project_root()
+    with shown(RunProgress(), enabled=not quick) as progress:
+        report = check_project(root, stage=stage, quick=quick, on_stage=progress)
+    if output == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report_text(report):
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def fingerprint_command() -> None:
     """Write each stage's code fingerprint under .reprobook/code (dvc.yaml's code_fingerprints stage runs this)."""
     from reprobook.execution.fingerprint import write_fingerprints
@@ -68,4 +98,5 @@ def fingerprint_command() -> None:
 def register(app: typer.Typer) -> None:
     app.command("new")(new_command)
     app.command("add-stage")(add_stage_command)
+    app.command("check")(check_command)
     app.command("fingerprint")(fingerprint_command)

@@ -91,6 +91,44 @@ def compare_command(
         out.print(compare.to_rich(comparison))
 
 
+def ci_command(
+    base: Annotated[str, typer.Option(help="what the change is compared with: a branch, tag or commit "
+                                           "(in a pull request, its base)")],
+    report: Annotated[Path, typer.Option(help="write the verdict and the comparison here, as Markdown "
+                                              "(for the pull-request comment)")] = Path("reprobook-ci.md"),
+    work_dir: Annotated[
+        Optional[Path], typer.Option(help="where both sides' tracking stores are kept, and the base's runs by "
+                                          "commit for reuse [default: $REPROBOOK_CI_DIR, else the user cache]")
+    ] = None,
+) -> None:
+    """Run the pipeline on the base and on the working tree, compare them, and apply the gates (CI).
+
+    Each side runs every stage into a tracking store of its own (your store and
+    registry are not touched). The verdict fails when the proposed model misses
+    the scoping threshold or a quality metric of the test split gets worse than
+    the base's by more than ci.tolerance (params.yaml). Exit 0 when every gate
+    passes, 1 when one fails or a pipeline fails, 2 on a usage error (an unknown
+    base).
+    """
+    from reprobook.errors import ReprobookError
+    from reprobook.project.paths import project_root
+    from reprobook.reproduce import change
+
+    root = project_root()
+    work = (work_dir or change.default_work_dir(root)).resolve()
+    try:
+        result = change.review(root, base, work)
+    except ReprobookError as exc:
+        report.write_text(change.failure_markdown(str(exc), base))
+        raise
+    text = change.to_markdown(result, base)
+    report.write_text(text)
+    print(text)
+    if not result.passed:
+        raise typer.Exit(result.exit_code)
+
+
 def register(app: typer.Typer) -> None:
     app.command("reproduce")(reproduce_command)
     app.command("compare")(compare_command)
+    app.command("ci")(ci_command)

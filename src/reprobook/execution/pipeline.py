@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprobook.execution import restore
+from reprobook.execution.processes import console_script
 from reprobook.project.params import project_params
 from reprobook.tracking import groups, orphans, secrets
 
@@ -85,8 +86,7 @@ class PipelineResult:
 
 def dvc_executable() -> str:
     """The dvc installed beside this Python (the project's virtual environment)."""
-    candidate = Path(sys.executable).parent / "dvc"
-    return str(candidate) if candidate.exists() else "dvc"
+    return console_script("dvc")
 
 
 def dvc_command(*, force: bool, overrides: list[str]) -> list[str]:

@@ -31,6 +31,8 @@ from reprobook.errors import ReprobookError
 
 TASKS = ("classification", "regression")
 MISSING = "missing"
+COHORT_FEATURE = "error cohort"
+"""The ``feature`` of the rows that error cohorts (:mod:`reprobook.ml.cohorts`) add to the worst slices."""
 SLICE_COLUMNS = ["feature", "slice", "size", "metric_name", "metric", "overall", "gap", "cost", "errors"]
 FAIRNESS_COLUMNS = [
     "attribute", "metric_name", "groups", "skipped_groups",
@@ -508,7 +510,7 @@ def plot_slices(slices: pd.DataFrame, path: str | Path, top_k: int = 10) -> Path
         ax.text(0.5, 0.5, "no slice is worse than overall", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     else:
-        labels = [f"{f} = {s}  (n={n})" for f, s, n in zip(worst["feature"], worst["slice"], worst["size"])]
+        labels = [_slice_label(f, s, n) for f, s, n in zip(worst["feature"], worst["slice"], worst["size"])]
         positions = np.arange(len(worst))[::-1]
         ax.barh(positions, worst["cost"], color="tab:red")
         ax.set_yticks(positions, labels, fontsize=8)
@@ -518,3 +520,12 @@ def plot_slices(slices: pd.DataFrame, path: str | Path, top_k: int = 10) -> Path
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
     return path
+
+
+def _slice_label(feature: str, slice_: str, size: int) -> str:
+    """``region = islands  (n=80)``; an error cohort's rule, wrapped, as ``cohort: <rule>``."""
+    if feature != COHORT_FEATURE:
+        return f"{feature} = {slice_}  (n={size})"
+    import textwrap
+
+    return textwrap.fill(f"cohort: {slice_}  (n={size})", width=60, subsequent_indent="  ")

@@ -102,10 +102,50 @@ class ErrorAnalysisParams(_Section):
     numeric_bins: int = Field(4, ge=2, le=20, description="quantile bins per numeric feature")
     sensitive_features: list[str] = Field(default_factory=list, description="columns to report group gaps for")
     top_k: int = Field(10, ge=1, description="worst slices listed")
+    seed: int = Field(
+        42, ge=0, description="seed of permutation importance, the ICE and what-if rows, and the cohort tree"
+    )
+    permutation_repeats: int = Field(5, ge=1, le=50, description="shuffles per feature in permutation importance")
+    explain_top_k: int = Field(
+        3, ge=0, le=10, description="most important numeric features shown with partial dependence and ICE curves"
+    )
+    ice_rows: int = Field(50, ge=1, le=1000, description="test rows drawn (seeded) for ICE curves")
+    cohort_depth: int = Field(3, ge=1, le=6, description="depth of the error-cohort tree (conditions per rule)")
+    cohort_min_size: int | None = Field(
+        None, ge=1, description="fewest rows in an error cohort (a leaf of the tree); null = min_slice_size"
+    )
 
 
 class TrackingParams(_Section):
     experiment: str = Field("reprobook", min_length=1, description="MLflow experiment name")
+
+
+class CiParams(_Section):
+    tolerance: float = Field(
+        0.005, ge=0, description="`reprobook ci` fails when a test metric gets worse than the base's by more than this"
+    )
+
+
+CHECK_PARAMS = {"data.n_rows": 600, "model.cv_folds": 2, "model.params.max_iter": 20, "model.latency_rows": 20}
+"""The tiny params of ``reprobook check``'s run when params.yaml has no ``check`` section."""
+DOTTED_KEY = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*$")
+
+
+class CheckParams(_Section):
+    params: dict[str, Any] = Field(
+        default_factory=lambda: dict(CHECK_PARAMS),
+        description="dotted params key -> value set on a scratch copy of params.yaml for `reprobook check`'s tiny "
+        "run (little data, few folds and iterations); a key that neither params.yaml nor its defaults have (a "
+        "hyperparameter the estimator lacks) is skipped, and said",
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _dotted_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        wrong = [key for key in value if not DOTTED_KEY.match(str(key)) or str(key).split(".")[0] == "check"]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not a dotted params key of another section, such as 'data.n_rows'")
+        return value
 
 
 class Params(_Section):
@@ -123,6 +163,8 @@ class Params(_Section):
     model: ModelParams = Field(default_factory=ModelParams)
     error_analysis: ErrorAnalysisParams = Field(default_factory=ErrorAnalysisParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
+    check: CheckParams = Field(default_factory=CheckParams)
+    ci: CiParams = Field(default_factory=CiParams)
 
 
 def load_params(path: str | Path, *, user_sections: Iterable[str] | None = None) -> Params:
@@ -327,4 +369,5 @@ class DeclaredParams:
 
 def seeds(params: Params) -> dict[str, int]:
     """Every seed in the params, by the key that sets it."""
-    return {"data.seed": params.data.seed, "model.seed": params.model.seed}
+    return {"data.seed": params.data.seed, "model.seed": params.model.seed,
+            "error_analysis.seed": params.error_analysis.seed}

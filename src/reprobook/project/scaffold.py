@@ -30,9 +30,15 @@ ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
     "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
 }
+CI_SCRIPT = "ci/reprobook-ci.sh"
+"""Install, test, check, run and compare with the base, gate: any CI service can call it."""
+CI_WORKFLOW = ".github/workflows/reprobook.yml"
 DATA_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+PRE_COMMIT = ".pre-commit-config.yaml"
+"""A local pre-commit hook running `reprobook check --quick` (pre-commit itself is the user's choice)."""
 REFERENCE_FILES = (
-    "dvc.yaml", "params.yaml", "MLproject", "schemas/loans.yaml", plots_page.PAGE, *(f"notebooks/{n}" for n in NOTEBOOKS)
+    "dvc.yaml", "params.yaml", "MLproject", "schemas/loans.yaml", plots_page.PAGE, PRE_COMMIT,
+    *(f"notebooks/{n}" for n in NOTEBOOKS),
 )
 """What the reference project shares with ``reprobook new`` for builtin:loans (README and Makefile are its own)."""
 
@@ -109,6 +115,7 @@ def render(spec: ProjectSpec, target: Path, *, reference_only: bool = False) -> 
     if spec.source == "builtin:loans":
         put(spec.schema_file, (templates / "loans_schema.yaml").read_text())
     put(plots_page.PAGE, plots_page.page())
+    put(PRE_COMMIT, (templates / "pre-commit-config.yaml").read_text())
     if reference_only:
         return written
     put("README.md", fill("README.md.j2"))
@@ -116,6 +123,9 @@ def render(spec: ProjectSpec, target: Path, *, reference_only: bool = False) -> 
     put(".gitignore", (templates / "gitignore").read_text())
     put("requirements.txt", f"# reprobook and, through it, everything the pipeline needs\n{requirement()}\n")
     put("tests/test_project.py", (templates / "test_project.py").read_text())
+    put(CI_SCRIPT, (templates / "ci" / "reprobook-ci.sh").read_text())
+    (target / CI_SCRIPT).chmod(0o755)
+    put(CI_WORKFLOW, (templates / "ci" / "github-workflow.yml").read_text())
     put("data/raw/.gitkeep", "")
     return written
 

@@ -1,7 +1,8 @@
 """The code version of a run: commit, dirty flag and the uncommitted diff.
 
 Files the pipeline itself writes (``dvc.lock``, the ``.gitignore`` entries DVC
-adds, committed metrics under ``reports/``) are outputs, not code: they change
+adds, committed metrics under ``reports/``, every out a stage declares in
+``dvc.yaml``) are outputs, not code: they change
 during every run and must not mark it dirty. Everything else that differs
 from the commit (params, notebooks, library code, untracked files) does.
 """
@@ -33,9 +34,22 @@ def code_version(root: Path) -> CodeVersion:
     commit = _git(root, "rev-parse", "HEAD")
     if commit is None:
         return CodeVersion(commit=None, dirty=True, diff="", status="not a git repository")
-    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", ".", *PIPELINE_OUTPUTS) or ""
-    diff = _git(root, "diff", "HEAD", "--binary", "--", ".", *PIPELINE_OUTPUTS) or ""
+    outputs = (*PIPELINE_OUTPUTS, *declared_outputs(root))
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", ".", *outputs) or ""
+    diff = _git(root, "diff", "HEAD", "--binary", "--", ".", *outputs) or ""
     return CodeVersion(commit=commit.strip(), dirty=bool(status.strip()), diff=diff, status=status)
+
+
+def declared_outputs(root: Path) -> list[str]:
+    """Git pathspecs leaving out what the stages in dvc.yaml declare they write (the model, the splits):
+    a fresh project's first run writes them before DVC lists them in a ``.gitignore``."""
+    try:
+        from reprobook.project.stages import load_stages
+
+        outs = sorted({out for stage in load_stages(root).values() for out in stage.outs})
+    except Exception:  # noqa: BLE001  no or a broken dvc.yaml: nothing more to leave out
+        return []
+    return [f":(exclude,literal){out}" for out in outs]
 
 
 def has_identity(root: Path) -> bool:
