@@ -45,3 +45,13 @@ def test_metrics_of_another_task_or_missing_on_the_base_are_not_gates():
 
 def test_changed_params_lists_both_values_and_new_keys():
     assert changed_params({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "x"}) == [("b", "2", "3"), ("c", None, "x")]
+
+
+def test_outside_git_the_base_cannot_be_resolved(tmp_path):
+    import pytest
+
+    from reprobook.errors import UsageError
+    from reprobook.reproduce.change import resolve_commit
+
+    with pytest.raises(UsageError, match="not a git repository"):
+        resolve_commit(tmp_path, "main")

@@ -105,6 +105,9 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def resolve_commit(root: Path, ref: str) -> str:
     """The commit ``ref`` names; a usage error naming the ref when git knows none."""
+    if _git(root, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
+        raise UsageError(f"{root}: not a git repository with a commit; `reprobook ci` compares the working tree "
+                         "with a commit of its history")
     found = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if found.returncode != 0:
         raise UsageError(f"--base {ref}: no such commit, branch or tag in {root} "
