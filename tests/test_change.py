@@ -24,6 +24,16 @@ def test_lower_is_better_metrics_are_judged_the_other_way():
     assert _verdicts({**BASE, "test.log_loss": 0.45})["test.log_loss"] is False
 
 
+def test_errors_in_the_target_units_are_judged_relative_to_the_base():
+    base = {"test.rmse": 55.0, "test.r2": 0.40}
+    # 0.2 worse on an rmse of 55 is 0.36%: within 0.5%; 0.5 worse is 0.9%: not.
+    within = judge(base, {"test.rmse": 55.2, "test.r2": 0.40}, "regression", "r2", None, 0.005)
+    beyond = judge(base, {"test.rmse": 55.5, "test.r2": 0.40}, "regression", "r2", None, 0.005)
+    assert [g.passed for g in within if "rmse" in g.name] == [True]
+    assert [g.passed for g in beyond if "rmse" in g.name] == [False]
+    assert "0.50% of it" in next(g.name for g in beyond if "rmse" in g.name)
+
+
 def test_the_scoping_threshold_and_the_latency_budget_are_gates():
     verdicts = _verdicts({**BASE, "comparison.meets_threshold": 0.0},
                          head_timings={"timing.latency_p95_ms": 40.0, "timing.within_latency_budget": 0.0},

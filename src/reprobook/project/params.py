@@ -122,7 +122,9 @@ class TrackingParams(_Section):
 
 class CiParams(_Section):
     tolerance: float = Field(
-        0.005, ge=0, description="`reprobook ci` fails when a test metric gets worse than the base's by more than this"
+        0.005, ge=0, description="`reprobook ci` fails when a test metric gets worse than the base's by more than "
+        "this: in points for scores up to 1 (accuracy, ROC AUC, r2), as a fraction of the base's value for errors "
+        "without an upper bound (rmse, mae, log loss)"
     )
 
 

@@ -26,6 +26,7 @@ refused by the base model's binding (:mod:`reprobook.tracking.registry`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -257,8 +258,13 @@ def judge(base: dict[str, float], head: dict[str, float], task: str, primary: st
         if not key.startswith(QUALITY_PREFIX) or name not in METRICS or METRICS[name].task != task or key not in base:
             continue
         before, after = base[key], head[key]
-        worse_by = (before - after) if METRICS[name].higher_is_better else (after - before)
-        gates.append(Gate(f"{key} no worse than the base by more than {tolerance:g}", worse_by <= tolerance,
+        metric = METRICS[name]
+        worse_by = (before - after) if metric.higher_is_better else (after - before)
+        if math.isfinite(metric.bounds[1]):  # a score up to 1 (accuracy, AUC, r2): in points
+            allowed, label = tolerance, f"{tolerance:g}"
+        else:  # an error in the target's units (rmse, mae) or log loss: relative to the base's
+            allowed, label = tolerance * abs(before), f"{tolerance:.2%} of it"
+        gates.append(Gate(f"{key} no worse than the base by more than {label}", worse_by <= allowed,
                           f"{before:.4f} → {after:.4f} ({after - before:+.4f})"))
     return gates
 
