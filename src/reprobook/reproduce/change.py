@@ -138,12 +138,16 @@ def prepare_store(folder: Path, project: Path) -> str:
     from reprobook.project.params import project_params
 
     folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+    uri = _store_uri(folder)
     name = project_params(project).tracking.experiment
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if client.get_experiment_by_name(name) is None:
         client.create_experiment(name, artifact_location=(folder / "mlartifacts").resolve().as_uri())
     return uri
+
+
+def _store_uri(folder: Path) -> str:
+    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
 
 
 def run_pipeline(project: Path, tracking_uri: str, label: str) -> tuple[str, dict[str, str]]:
@@ -196,8 +200,7 @@ def base_side(root: Path, commit: str, work: Path) -> Side:
         runs = json.loads(saved.read_text())
         print(f"reprobook ci: the base {commit[:8]} has run before; its runs are reused ({folder})",
               file=sys.stderr, flush=True)
-        return Side("base", commit, False, f"sqlite:///{(folder / 'mlflow.db').resolve()}", runs["pipeline"],
-                    runs["stages"])
+        return Side("base", commit, False, _store_uri(folder), runs["pipeline"], runs["stages"])
     checkout = folder / "checkout"
     shutil.rmtree(checkout, ignore_errors=True)
     _git(root, "worktree", "prune")
