@@ -105,3 +105,16 @@ def test_an_unknown_base_is_a_usage_error(repository):
     assert done.returncode == 2
     assert "--base no-such-branch: no such commit, branch or tag" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_change_whose_pipeline_fails_fails_with_a_report_that_says_so(repository, improved):
+    """No verdict can be reached: exit 1, and the comment says which side failed (the log says why)."""
+    tree = _branch(repository, "schema", {"data.drop_columns": ["credit_score"]})
+    report = repository.parent / "schema.md"
+    done = sh([str(BIN / "reprobook"), "ci", "--base", "main", "--report", str(report)], tree, check=False,
+              REPROBOOK_CI_DIR=str(repository.parent / "runs"))
+    assert done.returncode == 1
+    text = report.read_text()
+    assert text.startswith("## reprobook CI: FAILED") and "the pipeline failed on the proposed change" in text
+    assert "column 'credit_score'" in done.stderr  # the data stage's own message, in the job's log
+    assert "Traceback" not in done.stderr

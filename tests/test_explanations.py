@@ -335,3 +335,12 @@ def test_error_analysis_params_are_validated_and_the_seed_is_logged():
     for bad in ({"cohort_depth": 0}, {"permutation_repeats": 0}, {"explain_top_k": -1}, {"seed": -1}, {"ice_rows": 0}):
         with pytest.raises(ReprobookError, match=f"error_analysis.{next(iter(bad))}"):
             parse_params({"error_analysis": bad})
+
+
+def test_every_metric_names_a_scorer_scikit_learn_has():
+    from sklearn.metrics import get_scorer
+
+    from reprobook.ml.metrics import METRICS
+
+    for metric in METRICS.values():
+        assert get_scorer(metric.scorer) is not None, metric.name

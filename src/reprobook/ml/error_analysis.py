@@ -501,9 +501,9 @@ def plot_slices(slices: pd.DataFrame, path: str | Path, top_k: int = 10) -> Path
     figure (no pyplot state, so notebooks keep their own backend) with a fixed size,
     dpi and no software metadata, so the same slices give the same bytes.
     """
+    from reprobook.ml.plots import save_figure
+
     worst = worst_slices(slices, top_k)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     ax = fig.subplots()
     if worst.empty:
@@ -517,9 +517,7 @@ def plot_slices(slices: pd.DataFrame, path: str | Path, top_k: int = 10) -> Path
         unit = "excess errors" if worst["metric_name"].iloc[0] == "accuracy" else "excess absolute error"
         ax.set_xlabel(f"cost = gap x size ({unit})")
         ax.set_title(f"Worst slices by cost (overall {worst['metric_name'].iloc[0]} {worst['overall'].iloc[0]:.3g})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-    return path
+    return save_figure(fig, path)
 
 
 def _slice_label(feature: str, slice_: str, size: int) -> str:

@@ -30,22 +30,10 @@ from matplotlib.figure import Figure
 
 from reprobook.errors import ReprobookError
 from reprobook.ml.estimators import feature_columns
+from reprobook.ml.plots import save_figure as _save
 
 FIGSIZE = (8.0, 5.0)
 DPI = 100
-PNG_METADATA = {"Software": None}
-SCORERS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced_accuracy",
-    "f1_macro": "f1_macro",
-    "roc_auc": "roc_auc",
-    "average_precision": "average_precision",
-    "log_loss": "neg_log_loss",
-    "r2": "r2",
-    "rmse": "neg_root_mean_squared_error",
-    "mae": "neg_mean_absolute_error",
-}
-"""scikit-learn's scorer for each metric of :mod:`reprobook.ml.metrics` (errors negated: higher is better)."""
 SHAP_HINT = "Shapley values: not computed; enable them with pip install 'reprobook[explain]' (installs shap)"
 TREE_MODELS = ("DecisionTree", "RandomForest", "ExtraTrees", "GradientBoosting", "XGB", "LGBM", "CatBoost")
 
@@ -64,8 +52,12 @@ def scorer_for(metric: str, task: str, n_classes: int = 2) -> str:
             return "roc_auc_ovr"
         if metric == "average_precision":
             return "f1_macro"
-    default = "accuracy" if task == "classification" else "r2"
-    return SCORERS.get(metric, default)
+    from reprobook.ml.metrics import METRICS
+
+    known = METRICS.get(metric)
+    if known is None or known.task != task:
+        return "accuracy" if task == "classification" else "r2"
+    return known.scorer
 
 
 def permutation_importances(model: Any, x: pd.DataFrame, y: Any, *, scoring: str, n_repeats: int,
@@ -429,11 +421,3 @@ def summary(importances: pd.DataFrame) -> dict[str, Any]:
         return {"top_feature": None, "top_feature_importance": 0.0}
     top = importances.iloc[0]
     return {"top_feature": str(top["feature"]), "top_feature_importance": float(top["importance_mean"])}
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, format="png", metadata=PNG_METADATA)
-    return path

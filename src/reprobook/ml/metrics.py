@@ -24,6 +24,8 @@ class Metric:
     compute: Callable[..., float]
     bounds: tuple[float, float] = (0.0, 1.0)
     """The values the metric can take: a threshold outside them can never be met."""
+    scorer: str = ""
+    """scikit-learn's scorer of the same metric (errors negated: higher is better), for permutation importance."""
 
 
 def _skm():
@@ -53,16 +55,21 @@ def _average_precision(y_true, scores, labels) -> float:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("accuracy", "classification", True, False, lambda y, p: float(_skm().accuracy_score(y, p))),
-        Metric("balanced_accuracy", "classification", True, False, lambda y, p: float(_skm().balanced_accuracy_score(y, p))),
-        Metric("f1_macro", "classification", True, False, lambda y, p: float(_skm().f1_score(y, p, average="macro"))),
-        Metric("roc_auc", "classification", True, True, _roc_auc),
-        Metric("average_precision", "classification", True, True, _average_precision),
-        Metric("log_loss", "classification", False, True, _log_loss, (0.0, float("inf"))),
-        Metric("r2", "regression", True, False, lambda y, p: float(_skm().r2_score(y, p)), (float("-inf"), 1.0)),
+        Metric("accuracy", "classification", True, False, lambda y, p: float(_skm().accuracy_score(y, p)),
+               scorer="accuracy"),
+        Metric("balanced_accuracy", "classification", True, False,
+               lambda y, p: float(_skm().balanced_accuracy_score(y, p)), scorer="balanced_accuracy"),
+        Metric("f1_macro", "classification", True, False, lambda y, p: float(_skm().f1_score(y, p, average="macro")),
+               scorer="f1_macro"),
+        Metric("roc_auc", "classification", True, True, _roc_auc, scorer="roc_auc"),
+        Metric("average_precision", "classification", True, True, _average_precision, scorer="average_precision"),
+        Metric("log_loss", "classification", False, True, _log_loss, (0.0, float("inf")), scorer="neg_log_loss"),
+        Metric("r2", "regression", True, False, lambda y, p: float(_skm().r2_score(y, p)), (float("-inf"), 1.0),
+               scorer="r2"),
         Metric("rmse", "regression", False, False, lambda y, p: float(np.sqrt(_skm().mean_squared_error(y, p))),
-               (0.0, float("inf"))),
-        Metric("mae", "regression", False, False, lambda y, p: float(_skm().mean_absolute_error(y, p)), (0.0, float("inf"))),
+               (0.0, float("inf")), scorer="neg_root_mean_squared_error"),
+        Metric("mae", "regression", False, False, lambda y, p: float(_skm().mean_absolute_error(y, p)),
+               (0.0, float("inf")), scorer="neg_mean_absolute_error"),
     ]
 }
 

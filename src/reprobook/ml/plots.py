@@ -29,7 +29,9 @@ def _figure() -> tuple[Figure, object]:
     return fig, fig.subplots()
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG whose bytes depend on the figure only (fixed dpi, no software metadata)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, format="png", metadata=PNG_METADATA)
@@ -63,7 +65,7 @@ def roc(y_true, score, positive, out: Path) -> list[Path]:
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
     ax.legend(loc="lower right")
-    return [_save(fig, out / "roc.png"), _csv(pd.DataFrame({"fpr": fpr, "tpr": tpr}), out / "roc.csv")]
+    return [save_figure(fig, out / "roc.png"), _csv(pd.DataFrame({"fpr": fpr, "tpr": tpr}), out / "roc.csv")]
 
 
 def precision_recall(y_true, score, positive, out: Path) -> list[Path]:
@@ -72,7 +74,7 @@ def precision_recall(y_true, score, positive, out: Path) -> list[Path]:
     ax.plot(recall, precision)
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
     frame = pd.DataFrame({"recall": recall, "precision": precision})
-    return [_save(fig, out / "precision_recall.png"), _csv(frame, out / "precision_recall.csv")]
+    return [save_figure(fig, out / "precision_recall.png"), _csv(frame, out / "precision_recall.csv")]
 
 
 def confusion(y_true, y_pred, out: Path) -> list[Path]:
@@ -85,7 +87,7 @@ def confusion(y_true, y_pred, out: Path) -> list[Path]:
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="black")
     pairs = pd.DataFrame({"actual": np.asarray(y_true), "predicted": np.asarray(y_pred)})
-    return [_save(fig, out / "confusion.png"), _csv(pairs, out / "confusion.csv")]
+    return [save_figure(fig, out / "confusion.png"), _csv(pairs, out / "confusion.csv")]
 
 
 def residuals(y_true, y_pred, out: Path) -> list[Path]:
@@ -95,7 +97,7 @@ def residuals(y_true, y_pred, out: Path) -> list[Path]:
     ax.axhline(0, color="grey", linestyle="--")
     ax.set(xlabel="predicted", ylabel="residual (actual - predicted)", title="Residuals")
     frame = pd.DataFrame({"predicted": y_pred, "actual": y_true, "residual": y_true - y_pred})
-    return [_save(fig, out / "residuals.png"), _csv(frame, out / "residuals.csv")]
+    return [save_figure(fig, out / "residuals.png"), _csv(frame, out / "residuals.csv")]
 
 
 def evaluation_plots(task: str, y_true, y_pred, scores, classes, out: Path) -> list[Path]:

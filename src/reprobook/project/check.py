@@ -284,13 +284,6 @@ def stage_environment(copy: Path) -> dict[str, str]:
     return env
 
 
-def reprobook_executable() -> str:
-    """The console script installed beside this Python (the project's environment), else the one on PATH."""
-    from reprobook.execution.processes import console_script
-
-    return console_script("reprobook")
-
-
 def failure_message(stderr: str, returncode: int) -> str:
     """The runner's one-line reason (``cell 7: ValueError: ...``), else the last thing the stage said."""
     errors = [line.removeprefix("error: ").strip() for line in stderr.splitlines() if line.startswith("error: ")]
@@ -304,7 +297,9 @@ def failure_message(stderr: str, returncode: int) -> str:
 def run_one(copy: Path, stage: Stage, env: dict[str, str]) -> Finding:
     """Run the stage in the copy; it passes when it finished and wrote every path it declares."""
     started = time.monotonic()
-    done = subprocess.run([reprobook_executable(), "stage", stage.name, "--no-progress"], cwd=copy, env=env,
+    from reprobook.execution.processes import console_script
+
+    done = subprocess.run([console_script("reprobook"), "stage", stage.name, "--no-progress"], cwd=copy, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if done.returncode != 0:

@@ -158,19 +158,15 @@ def run_pipeline(project: Path, tracking_uri: str, label: str) -> tuple[str, dic
     """
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     env.pop("MLFLOW_RUN_ID", None)
+    from reprobook.execution.processes import console_script
+
     print(f"reprobook ci: running the pipeline on the {label}", file=sys.stderr, flush=True)
-    done = subprocess.run([_reprobook(), "run", "--force"], cwd=project, env=env, stdout=sys.stderr,
+    done = subprocess.run([console_script("reprobook"), "run", "--force"], cwd=project, env=env, stdout=sys.stderr,
                           stderr=sys.stderr)
     runs = _latest_pipeline(project, tracking_uri)
     if done.returncode != 0 or runs is None:
         raise ReprobookError(f"the pipeline failed on the {label} (exit {done.returncode}); its output is above")
     return runs
-
-
-def _reprobook() -> str:
-    from reprobook.execution.processes import console_script
-
-    return console_script("reprobook")
 
 
 def _latest_pipeline(project: Path, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
