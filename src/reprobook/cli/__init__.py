@@ -25,7 +25,8 @@ from reprobook import __version__
 from reprobook.errors import ReprobookError
 from reprobook.tracking.secrets import redact_text
 
-COMMAND_GROUPS = ("reprobook.cli.project", "reprobook.cli.pipeline", "reprobook.cli.quality", "reprobook.cli.reproduce")
+COMMAND_GROUPS = ("reprobook.cli.project", "reprobook.cli.pipeline", "reprobook.cli.quality", "reprobook.cli.reproduce",
+                  "reprobook.cli.monitoring", "reprobook.cli.simulate", "reprobook.cli.deployment")
 USAGE_EXIT = 2
 
 app = typer.Typer(

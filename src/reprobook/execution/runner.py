@@ -33,6 +33,7 @@ from reprobook.project.params import Params, project_params, stage_params
 from reprobook.project.paths import report_files, running_stages_dir
 from reprobook.project.stages import Stage, get_stage
 from reprobook.tracking import secrets
+from reprobook.tracking.writer import RunExtras
 
 
 class StageFailed(ReprobookError):
@@ -64,11 +65,11 @@ class _RunOpener:
     cannot be written) stops the notebook before its next cell (:meth:`check`).
     """
 
-    def __init__(self, stage: Stage, root: Path, params: Params, started: float) -> None:
+    def __init__(self, stage: Stage, root: Path, params: Params, started: float, extras: RunExtras) -> None:
         self.run_id: str | None = None
         self.error: BaseException | None = None
         self._warm_up: threading.Thread | None = None
-        self._thread = threading.Thread(target=self._open, args=(stage, root, params, started), daemon=True,
+        self._thread = threading.Thread(target=self._open, args=(stage, root, params, started, extras), daemon=True,
                                         name="mlflow-run-opener")
 
     def start(self) -> None:
@@ -76,7 +77,7 @@ class _RunOpener:
         if self._thread.ident is None:
             self._thread.start()
 
-    def _open(self, stage: Stage, root: Path, params: Params, started: float) -> None:
+    def _open(self, stage: Stage, root: Path, params: Params, started: float, extras: RunExtras) -> None:
         from reprobook.tracking.writer import registers_model, start_stage_run
 
         try:
@@ -85,7 +86,7 @@ class _RunOpener:
             if registers_model(stage):
                 # Refuse a model of another task, target or features before training, not after.
                 registry.check_project_binding(store.client(root), root, params.model.registered_name)
-            self.run_id = start_stage_run(stage, root, params, started_ms=int(started * 1000))
+            self.run_id = start_stage_run(stage, root, params, started_ms=int(started * 1000), extras=extras)
         except BaseException as exc:  # re-raised in the main thread by check() or result()
             self.error = exc
             return
@@ -147,14 +148,25 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
-    """Execute stage ``name`` and record it; raise :class:`StageFailed` if the notebook failed."""
+    """Execute stage ``name`` of ``dvc.yaml`` and record it; raise :class:`StageFailed` if the notebook failed."""
+    return execute_stage(get_stage(root, name), root, progress=progress)
+
+
+def execute_stage(stage: Stage, root: Path, *, progress: bool = True, inject: dict | None = None,
+                  extras: RunExtras = RunExtras()) -> StageOutcome:
+    """Execute a stage's notebook with its params (and ``inject``ed parameters) and record it in MLflow.
+
+    ``inject`` and ``extras`` serve a stage run outside the pipeline: the
+    monitoring of one batch gets the batch as a parameter, and its run the
+    batch's tags and index.
+    """
     from reprobook.tracking.writer import registers_model
 
+    name = stage.name
     with _sigterm_interrupts():
-        stage = get_stage(root, name)
         params = project_params(root)
         secrets.check_names(params, registers_model=registers_model(stage))
-        injected = {"params": stage_params(params, stage.params, stage.name), "project_dir": "."}
+        injected = {"params": stage_params(params, stage.params, stage.name), "project_dir": ".", **(inject or {})}
         started = time.time()
         executed = report_files(root, name)["notebook"]
         cells = CellTracker(name)
@@ -163,7 +175,7 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
         try:
             with threads.stage_budget(running_stages_dir()) as thread_variables:
                 kernel.start(root, thread_variables)
-                opener = _RunOpener(stage, root, params, started)
+                opener = _RunOpener(stage, root, params, started, extras)
                 notebook.use_readable_parameters()  # imports papermill while the kernel boots
                 opener.start()
                 error = notebook.execute(root / stage.notebook, executed, injected, root, progress,
@@ -181,7 +193,7 @@ def run_stage(name: str, root: Path, *, progress: bool = True) -> StageOutcome:
             raise
         from reprobook.tracking.writer import finish_stage_run
 
-        finish_stage_run(run_id, stage, root, params, error=error)
+        finish_stage_run(run_id, stage, root, params, error=error, extras=extras)
     if error:
         raise StageFailed(
             f"stage '{name}' failed in {error}\n"

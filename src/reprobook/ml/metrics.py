@@ -7,6 +7,7 @@ for, and whether it needs scores instead of labels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +27,15 @@ class Metric:
     """The values the metric can take: a threshold outside them can never be met."""
     scorer: str = ""
     """scikit-learn's scorer of the same metric (errors negated: higher is better), for permutation importance."""
+
+    def allowed_worsening(self, tolerance: float, reference: float) -> float:
+        """How much worse than ``reference`` a value may be within ``tolerance``: points for a score up to 1
+        (accuracy, AUC, r2), a fraction of the reference for an error without upper bound (rmse, mae, log loss)."""
+        return tolerance if math.isfinite(self.bounds[1]) else tolerance * abs(reference)
+
+    def worse_by(self, value: float, reference: float) -> float:
+        """How much worse ``value`` is than ``reference`` (negative when better), whatever the direction."""
+        return reference - value if self.higher_is_better else value - reference
 
 
 def _skm():
@@ -121,3 +131,32 @@ def meets(metric: Metric, value: float, threshold: float | None) -> bool:
     if threshold is None:
         return True
     return value >= threshold if metric.higher_is_better else value <= threshold
+
+
+def bootstrap_sd(task: str, y_true, y_pred, scores=None, labels=None, *, metrics: list[str], seed: int,
+                 draws: int = 200) -> dict[str, float]:
+    """Standard deviation of each named metric over seeded bootstrap resamples of the rows.
+
+    The sampling error of a metric measured on these many rows: what a value
+    measured on another sample of the same size may differ by. Only the
+    metrics asked for are resampled (each resample recomputes them).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    chosen = [METRICS[name] for name in metrics if name in METRICS and METRICS[name].task == task
+              and (not METRICS[name].needs_scores or scores is not None)]
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    samples: dict[str, list[float]] = {}
+    for _ in range(draws):
+        rows = rng.integers(0, n, n)
+        if task == "classification" and len(np.unique(y_true[rows])) < 2:
+            continue
+        for metric in chosen:
+            try:
+                value = (metric.compute(y_true[rows], scores[rows], labels) if metric.needs_scores
+                         else metric.compute(y_true[rows], y_pred[rows]))
+            except (ValueError, ReprobookError):
+                continue
+            if math.isfinite(value):
+                samples.setdefault(metric.name, []).append(value)
+    return {name: float(np.std(values, ddof=1)) for name, values in samples.items() if len(values) > 1}

@@ -26,7 +26,7 @@ from reprobook.ml import persistence
 from reprobook.ml.features import xy  # noqa: F401  (notebooks call modeling.xy)
 from reprobook.ml.metrics import evaluate, get_metric, is_better, meets
 from reprobook.project.params import ModelParams
-from reprobook.project.paths import MODEL_FILE, PREDICTIONS_FILE  # noqa: F401  (notebooks use modeling.*)
+from reprobook.project.paths import MODEL_FILE, PREDICTIONS_FILE, REFERENCE_DIR  # noqa: F401  (notebooks use modeling.*)
 
 
 def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> Pipeline:

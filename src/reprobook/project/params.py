@@ -128,6 +128,55 @@ class CiParams(_Section):
     )
 
 
+class MonitoringParams(_Section):
+    id_column: str | None = Field(
+        "id", description="column of a production batch that identifies a row (labels are joined on it); "
+        "a batch without it gets ids made of its digest and the row number"
+    )
+    alias: str = Field("champion", min_length=1, description="registry alias of the model that serves (monitored)")
+    reference_rows: int = Field(
+        50_000, ge=100, description="rows of training data kept (seeded sample) as the drift reference"
+    )
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="feature and prediction drift tests")
+    validation: ValidationPolicy = Field(default_factory=ValidationPolicy)
+    anomaly_share: float = Field(
+        0.01, ge=0, le=1, description="a data-quality warning (new category, out of range) calls for a look when "
+        "it touches at least this share of the batch's rows; an error always does"
+    )
+    performance_tolerance: float = Field(
+        0.05, ge=0, description="estimated or realized primary metric this far below the reference's (points, or "
+        "a fraction for errors) with confidence means retrain"
+    )
+    interval_alpha: float = Field(0.05, gt=0, lt=0.5, description="1 - coverage of performance intervals")
+    retrain_alpha: float = Field(
+        0.001, gt=0, lt=0.5, description="per-batch false-alarm rate of a retrain verdict (one-sided): 0.001 keeps "
+        "a false retrain in 30 unchanged batches below 3%"
+    )
+    draws: int = Field(400, ge=50, le=5000, description="Monte-Carlo draws of labels behind the estimate's interval")
+    seed: int = Field(42, ge=0, description="seed of the estimate's draws")
+
+
+class DeploymentParams(_Section):
+    canary_steps: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5, 1.0],
+        description="share of rows routed to the challenger at each canary step (increasing, the last 1.0)",
+    )
+    seed: int = Field(42, ge=0, description="seed of the canary's routing of rows")
+    tolerance: float = Field(
+        0.01, ge=0, description="the challenger may be this much worse than the champion on the same rows "
+        "(points of the primary metric) and still pass"
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance of the canary's and gates' comparisons")
+    previous_alias: str = Field("previous", min_length=1, description="alias kept on the champion a promotion replaced")
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < s <= 1 for s in value) or value != sorted(set(value)):
+            raise ValueError("expected increasing shares in (0, 1], such as [0.05, 0.25, 0.5, 1.0]")
+        return value
+
+
 CHECK_PARAMS = {"data.n_rows": 600, "model.cv_folds": 2, "model.params.max_iter": 20, "model.latency_rows": 20}
 """The tiny params of ``reprobook check``'s run when params.yaml has no ``check`` section."""
 DOTTED_KEY = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*$")
@@ -167,6 +216,8 @@ class Params(_Section):
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     check: CheckParams = Field(default_factory=CheckParams)
     ci: CiParams = Field(default_factory=CiParams)
+    monitoring: MonitoringParams = Field(default_factory=MonitoringParams)
+    deployment: DeploymentParams = Field(default_factory=DeploymentParams)
 
 
 def load_params(path: str | Path, *, user_sections: Iterable[str] | None = None) -> Params:

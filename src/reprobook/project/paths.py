@@ -29,6 +29,15 @@ MODEL_FILE = "models/model.skops"
 """The model, as a skops file (never a pickle: see :mod:`reprobook.ml.persistence`)."""
 LEAKAGE_FILE = "reports/data/outputs/leakage.json"
 PREDICTIONS_FILE = "reports/modeling/outputs/predictions.csv"
+REFERENCE_DIR = "reports/modeling/outputs/reference"
+"""The training reference the modeling stage writes (and logs with the model): see monitoring.reference."""
+MONITORING_DIR = "monitoring"
+"""Life after deployment: captures of scored batches, each batch's monitoring summary, the deployment log."""
+CAPTURES_DIR = f"{MONITORING_DIR}/captures"
+HISTORY_DIR = f"{MONITORING_DIR}/history"
+DEPLOYMENT_LOG = f"{MONITORING_DIR}/deployments.jsonl"
+SERVING_CACHE_DIR = f"{MONITORING_DIR}/.models"
+"""Registered model versions downloaded for scoring (a cache: safe to delete, not versioned)."""
 
 
 def project_root(start: str | Path | None = None) -> Path:

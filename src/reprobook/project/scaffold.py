@@ -24,7 +24,8 @@ from reprobook.errors import ReprobookError, UsageError
 from reprobook.project import plots_page
 from reprobook.project.paths import DEFAULT_REMOTE_URL
 
-NOTEBOOKS = ("01_scoping.ipynb", "02_data.ipynb", "03_modeling.ipynb", "04_error_analysis.ipynb")
+NOTEBOOKS = ("01_scoping.ipynb", "02_data.ipynb", "03_modeling.ipynb", "04_error_analysis.ipynb", "05_monitoring.ipynb")
+"""The stage notebooks; 05_monitoring runs once per production batch (``reprobook monitor``), not in dvc.yaml."""
 BUILTIN_STAGES = ("scoping", "data", "modeling", "error_analysis")
 ESTIMATORS = {
     "classification": "sklearn.ensemble.HistGradientBoostingClassifier",

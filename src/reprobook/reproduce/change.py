@@ -258,12 +258,9 @@ def judge(base: dict[str, float], head: dict[str, float], task: str, primary: st
             continue
         before, after = base[key], head[key]
         metric = METRICS[name]
-        worse_by = (before - after) if metric.higher_is_better else (after - before)
-        if math.isfinite(metric.bounds[1]):  # a score up to 1 (accuracy, AUC, r2): in points
-            allowed, label = tolerance, f"{tolerance:g}"
-        else:  # an error in the target's units (rmse, mae) or log loss: relative to the base's
-            allowed, label = tolerance * abs(before), f"{tolerance:.2%} of it"
-        gates.append(Gate(f"{key} no worse than the base by more than {label}", worse_by <= allowed,
+        allowed = metric.allowed_worsening(tolerance, before)
+        label = f"{tolerance:g}" if math.isfinite(metric.bounds[1]) else f"{tolerance:.2%} of it"
+        gates.append(Gate(f"{key} no worse than the base by more than {label}", metric.worse_by(after, before) <= allowed,
                           f"{before:.4f} → {after:.4f} ({after - before:+.4f})"))
     return gates
 

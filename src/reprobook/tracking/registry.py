@@ -260,28 +260,34 @@ def score_champion(client, name: str, x, y, metric_name: str, task: str, trusted
 
 
 def load_registered_model(client, name: str, version: str, trusted: Sequence[str] = ()) -> Any:
-    """A registered version's sklearn model, loaded under reprobook's trust policy.
+    """A registered version's sklearn model, loaded under reprobook's trust policy (see :func:`load_model_dir`)."""
+    import tempfile
+
+    import mlflow.artifacts
+
+    source = client.get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory(prefix="reprobook-champion-") as scratch:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch))
+        return load_model_dir(local, version, trusted)
+
+
+def load_model_dir(local: Path, version: str, trusted: Sequence[str] = ()) -> Any:
+    """The sklearn model of a downloaded model version (the folder holding ``MLmodel``).
 
     Not ``mlflow.sklearn.load_model``: that unpickles a cloudpickle model and
     trusts the skops types its own ``MLmodel`` file lists, so whoever can write
     to the tracking store decides what code runs here. The trust list comes from
     this project's params instead, and a pickled model is refused.
     """
-    import tempfile
-
-    import mlflow.artifacts
     import yaml
 
     from reprobook.ml.persistence import load_model
 
-    source = client.get_model_version_download_uri(name, version)
-    with tempfile.TemporaryDirectory(prefix="reprobook-champion-") as scratch:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch))
-        flavor = yaml.safe_load((local / "MLmodel").read_text()).get("flavors", {}).get("sklearn", {})
-        if flavor.get("serialization_format") != "skops":
-            raise ValueError(f"version {version} is stored as a {flavor.get('serialization_format', 'non-sklearn')} "
-                             "pickle, which reprobook never loads (unpickling runs code); rerun modeling to replace it")
-        return load_model(local / flavor.get("pickled_model", "model.skops"), trusted)
+    flavor = yaml.safe_load((local / "MLmodel").read_text()).get("flavors", {}).get("sklearn", {})
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError(f"version {version} is stored as a {flavor.get('serialization_format', 'non-sklearn')} "
+                         "pickle, which reprobook never loads (unpickling runs code); rerun modeling to replace it")
+    return load_model(local / flavor.get("pickled_model", "model.skops"), trusted)
 
 
 def primary_score(model: Any, x, y, metric_name: str, task: str) -> float:

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,20 @@ def registers_model(stage: Stage) -> bool:
     return MODEL_FILE in stage.outs
 
 
-def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int, interactive: bool = False) -> str:
+@dataclass(frozen=True)
+class RunExtras:
+    """What a run of a stage outside the pipeline adds to its record (a monitored batch)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    step: int = 0
+    """The step of every metric: the batch index, so the MLflow UI charts batches over time."""
+    grouped: bool = True
+    """Whether the run joins the current pipeline run (a monitored batch is not part of a pipeline)."""
+
+
+def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int, interactive: bool = False,
+                    extras: RunExtras = RunExtras()) -> str:
     """Create the stage's MLflow run (RUNNING) with its tags and params; return its id.
 
     Created when the stage starts, so a stage that is killed is on record.
@@ -69,15 +83,16 @@ def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int
     if ended:
         print(f"note: {len(ended)} run(s) left RUNNING by a process that no longer exists marked KILLED: "
               f"{', '.join(r[:8] for r in ended)}", file=sys.stderr)
+    tags.update(extras.tags)
     if interactive:
         tags[store.TAG_INTERACTIVE] = "true"
-    else:
+    elif extras.grouped:
         parent = groups.parent_for_stage(client, experiment, root, pipeline_params(root, params), started_ms)
         if parent:
             tags[store.TAG_PARENT] = tags[store.TAG_PIPELINE] = parent
     run_id = client.create_run(experiment, start_time=started_ms, tags=tags, run_name=stage.name).info.run_id
     logged = secrets.redact_params({**flatten(stage_params(params, stage.params, stage.name)),
-                                    **{f"seed.{k}": v for k, v in seeds(params).items()}})
+                                    **{f"seed.{k}": v for k, v in seeds(params).items()}, **extras.params})
     client.log_batch(
         run_id,
         params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in sorted(logged.items())],
@@ -86,7 +101,7 @@ def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int
 
 
 def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, error: str | None,
-                     interactive: bool = False) -> str:
+                     interactive: bool = False, extras: RunExtras = RunExtras()) -> str:
     """Complete the run record from the stage's files, register the model, end the run; return its status.
 
     Round trips to the store are few: the metrics and tags in one batch, every
@@ -111,7 +126,7 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
         extra_tags = [RunTag(store.TAG_ERROR, secrets.redact_text(error)[:5000])] if error else []
         if digest:
             extra_tags.append(RunTag(store.TAG_PREDICTION_DIGEST, digest))
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(metrics.items())], tags=extra_tags)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, extras.step) for k, v in sorted(metrics.items())], tags=extra_tags)
         try:
             # A reproduction re-creates a model already registered, and an interactive run is
             # exploration: neither registers a model.

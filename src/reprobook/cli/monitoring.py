@@ -1,0 +1,88 @@
+"""After deployment: ``predict`` (batch scoring with capture) and ``monitor`` (one batch, tracked, with a verdict).
+
+Exit codes of ``monitor``, like ``validate`` and ``drift``: 0 healthy, 1 watch
+or retrain, 2 a usage error (a missing file, a batch without the model's
+columns, labels matching no row, an unknown alias).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from reprobook.cli.quality import FormatOption, HtmlOption, OutputFormat
+
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option("--model", help="registered model as NAME@ALIAS or NAME/VERSION (default: model.registered_name "
+                                 "at monitoring.alias, the champion)"),
+]
+
+
+def predict_command(
+    batch: Annotated[Path, typer.Argument(help="CSV or Parquet batch to score")],
+    model: ModelOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="capture file to write (Parquet); default "
+                                                                     "monitoring/captures/<batch>.parquet")] = None,
+) -> None:
+    """Score BATCH with a registered model and write the capture: row id, prediction, scores, model version, batch digest."""
+    from reprobook.monitoring.capture import predict_batch
+    from reprobook.project.params import project_params
+    from reprobook.project.paths import project_root
+
+    root = project_root()
+    path, scored, serving, scanned = predict_batch(root, batch, project_params(root), model, out)
+    rows = len(scored.predictions)
+    typer.echo(f"scored {rows} row(s) of {batch} with {serving.label} in {scored.seconds:.2f} s "
+               f"({scored.failed} failed); capture: {path}", err=True)
+    typer.echo(str(path))
+
+
+def monitor_command(
+    batch: Annotated[Path, typer.Argument(help="CSV or Parquet production batch")],
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="labels that have arrived: a CSV or Parquet "
+                                                                     "file with the id column and the target")] = None,
+    model: ModelOption = None,
+    output_format: FormatOption = OutputFormat.text,
+    html: HtmlOption = None,
+) -> None:
+    """Monitor BATCH against the serving model's training reference; exit 0 healthy, 1 watch or retrain."""
+    from reprobook.monitoring.stage import monitor
+    from reprobook.project.paths import project_root
+
+    root = project_root()
+    result = monitor(root, batch, labels, model, progress=sys.stderr.isatty())
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps({k: v for k, v in result.report.items() if k not in ("slices",)}, indent=2, sort_keys=True))
+    else:
+        typer.echo(_text(result.report))
+        typer.echo(f"report: {result.html.relative_to(root)}  summary: {result.summary.relative_to(root)}  "
+                   f"MLflow run: {result.run_id}", err=True)
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.html, html)
+    sys.exit(0 if result.verdict == "healthy" else 1)
+
+
+def _text(report: dict) -> str:
+    lines = [f"batch {report['index']}: {report['verdict'].upper()} ({report['batch']['path']}, "
+             f"{report['batch']['rows']} rows, {report['batch']['labelled_rows']} labelled; "
+             f"model {report['model']['name']} v{report['model']['version']})"]
+    lines += [f"  {f['verdict']:<7} {f['check']}: {f['reason']}" for f in report["findings"]] or ["  no finding"]
+    primary = report["reference"]["primary_metric"]
+    for kind in ("estimated", "realized"):
+        found = (report["metrics"].get(kind) or {}).get(primary)
+        if found:
+            lines.append(f"  {kind} {primary}: {found['value']:.4f} [{found['low']:.4f}, {found['high']:.4f}] "
+                         f"(held-out reference {report['reference']['performance'].get(primary, float('nan')):.4f})")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict_command)
+    app.command("monitor")(monitor_command)

@@ -1,0 +1,1 @@
+"""Life after deployment: reference profile, capture, batch monitoring, deployment patterns."""
