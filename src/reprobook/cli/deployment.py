@@ -171,19 +171,21 @@ def _print_canary(report: CanaryReport) -> None:
 
     table = Table(title=f"canary: '{report.model}' version {report.challenger} (challenger) against version "
                         f"{report.champion} (champion)", title_justify="left")
-    for column in ("step", "share", "batch", "rows", "challenger rows", "labelled", "better by", "interval",
-                   "decision", "reason"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("rows", "labelled") else "left")
+    for column in ("step", "share", "batch", "rows", "challenger", "labelled", "better by", "interval", "decision"):
+        table.add_column(column, overflow="fold" if column == "batch" else "ellipsis", no_wrap=column != "batch",
+                         justify="right" if column in ("rows", "challenger", "labelled") else "left")
     for step in report.steps:
         compared = step.comparison or {}
-        interval = (f"[{compared['low']:+.4f}, {compared['high']:+.4f}]"
+        interval = (f"[{compared['low']:+.3f}, {compared['high']:+.3f}]"
                     if compared.get("low") is not None and compared.get("high") is not None else "–")
         colour = {"roll back": "red", "hold": "yellow"}.get(step.decision, "green")
         table.add_row(str(step.step), f"{100 * step.share:g}%", Path(step.batch).name, str(step.rows),
                       str(step.challenger_rows), str(step.labelled_rows),
-                      f"{compared['difference']:+.4f}" if compared else "–", interval,
-                      f"[{colour}]{step.decision}[/]", step.reason)
+                      f"{compared['difference']:+.3f}" if compared else "–", interval,
+                      f"[{colour}]{step.decision}[/]")
     out.print(table)
+    for step in report.steps:
+        out.print(f"  {step.step}. {Path(step.batch).name}: {step.reason}", soft_wrap=True, highlight=False)
     next_step = {"complete": "next: reprobook deploy promote", "rolled back": "the challenger is not promoted",
                  "in progress": "give the next batches to continue (the canary restarts at the first share)"}
     out.print(f"canary {report.outcome}; {next_step[report.outcome]}", soft_wrap=True, highlight=False)

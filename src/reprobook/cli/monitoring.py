@@ -83,6 +83,32 @@ def _text(report: dict) -> str:
     return "\n".join(lines)
 
 
+def retrain_command() -> None:
+    """Add the labelled rows of every monitored batch to the training data (DVC-tracked) and run the pipeline.
+
+    The new model version is the challenger; it becomes champion only through the
+    modeling stage's promotion gate. Exit 0 when the pipeline ran, 1 when it failed.
+    """
+    from rich.console import Console
+
+    from reprobook.monitoring.retrain import retrain
+    from reprobook.project.paths import project_root
+
+    root = project_root()
+    result = retrain(root)
+    console = Console()
+    console.print(result.pipeline.summary(), soft_wrap=True, highlight=False)
+    promoted = result.champion_after != result.champion_before
+    console.print(
+        f"retrained on {result.rows} labelled production row(s) of batch(es) {', '.join(map(str, result.batches))} "
+        f"({result.path.relative_to(root)}, DVC-tracked); challenger v{result.challenger}, champion "
+        + (f"v{result.champion_before} → v{result.champion_after}" if promoted else f"still v{result.champion_before}"),
+        soft_wrap=True, highlight=False)
+    if result.pipeline.exit_code:
+        sys.exit(result.pipeline.exit_code)
+
+
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict_command)
     app.command("monitor")(monitor_command)
+    app.command("retrain")(retrain_command)

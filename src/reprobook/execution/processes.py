@@ -28,3 +28,17 @@ def console_script(name: str) -> str:
     """The console script ``name`` installed beside this Python, else ``name`` (found on the PATH)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
+
+
+def run_checked(args: list[str], cwd: Path, what: str) -> None:
+    """Run a tool (``dvc`` or ``reprobook`` as installed here); its last error line as a message if it fails."""
+    import subprocess
+
+    from reprobook.errors import ReprobookError
+
+    if args[0] in ("dvc", "reprobook"):
+        args = [console_script(args[0]), *args[1:]]
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise ReprobookError(f"{what} failed in {cwd}: {lines[-1] if lines else f'exit {done.returncode}'}")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from reprobook.errors import ReprobookError
 from reprobook.project.params import DataParams
-from reprobook.project.paths import source_file
+from reprobook.project.paths import PRODUCTION_DIR, source_file
 
 if TYPE_CHECKING:  # the loaders stay free of the quality package's imports
     from reprobook.quality import Schema, ValidationReport
@@ -40,6 +40,8 @@ class Dataset:
     """Rows dropped because their target was missing (``data.drop_missing_target``): counted, never silent."""
     numeric_text_to_missing: int = 0
     """Non-numeric values of numeric columns made missing (``data.numeric_text: missing``)."""
+    production_rows: int = 0
+    """Labelled production rows added to the source's (``data/production``, written by ``reprobook retrain``)."""
 
 
 def load_dataset(params: DataParams, root: Path) -> Dataset:
@@ -55,10 +57,35 @@ def load_dataset(params: DataParams, root: Path) -> Dataset:
         frame, default_target = _read_file(kind, source_file(params.source, root), name), None
     target = _check_target(frame, params.target or default_target, params.source)
     frame = _drop_columns(frame, list(params.drop_columns), target, params.source)
+    frame, production = _with_production_rows(frame, root)
     frame, coerced = _numeric_text(frame, params)
     frame, dropped = _drop_missing_target(frame, target, params)
     return Dataset(frame=frame, target=target, source=params.source, dropped_missing_target=dropped,
-                   numeric_text_to_missing=coerced)
+                   numeric_text_to_missing=coerced, production_rows=production)
+
+
+def _with_production_rows(frame: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, int]:
+    """The source's rows followed by the labelled production rows of ``data/production`` (file name order).
+
+    ``reprobook retrain`` writes them there (DVC-tracked, a dependency of the
+    scoping and data stages), so a retrained model's data is versioned like the source.
+    """
+    folder = root / PRODUCTION_DIR
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    parts = []
+    for path in files:
+        rows = pd.read_parquet(path)
+        missing = [str(c) for c in frame.columns if c not in rows.columns]
+        if missing:
+            raise ReprobookError(
+                f"{path}: labelled production rows lack {len(missing)} column(s) of the training data: "
+                f"{_column_list(pd.Index(missing))}; expected the columns {_column_list(frame.columns)}; "
+                "remove the file (dvc remove it) or write it again with `reprobook retrain`"
+            )
+        parts.append(rows[list(frame.columns)])
+    if not parts:
+        return frame, 0
+    return pd.concat([frame, *parts], ignore_index=True), sum(len(p) for p in parts)
 
 
 # ---------------------------------------------------------------- column checks

@@ -35,6 +35,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,13 @@ class Project:
     @property
     def id_column(self) -> str | None:
         return self.params.monitoring.id_column
+
+    @cached_property
+    def client(self):
+        """One MlflowClient on the project's store for the whole command (making one costs 0.2 s)."""
+        from reprobook.tracking import store
+
+        return store.client(self.root)
 
 
 def load_project(root: Path) -> Project:
@@ -299,10 +307,16 @@ class Comparison:
     valid_draws: int
 
     def verdict(self, tolerance: float) -> str:
-        """``not worse`` (low >= -tolerance), ``worse`` (high < -tolerance) or ``inconclusive``."""
+        """``worse``, ``not worse`` (low >= -tolerance) or ``inconclusive``.
+
+        Worse: the interval lies below -tolerance, or it lies below zero (worse
+        at all, with confidence) and the estimate is beyond the tolerance. The
+        second case keeps a challenger shown worse from holding for ever only
+        because the interval still reaches into the tolerance.
+        """
         if self.low is None or self.high is None:
             return INCONCLUSIVE
-        if self.high < -tolerance:
+        if self.high < -tolerance or (self.high < 0 and self.difference < -tolerance):
             return WORSE
         if self.low >= -tolerance:
             return NOT_WORSE
@@ -583,7 +597,7 @@ def champion_gate(project: Project, comparison: Comparison | str | None) -> Gate
     verdict = comparison.verdict(tolerance)
     passed = verdict != WORSE and comparison.difference >= -tolerance
     if verdict == WORSE:
-        why = f"worse than the champion beyond the tolerance {tolerance:g}"
+        why = worse_why(comparison, tolerance)
     elif not passed:
         why = f"inconclusive, but the estimate is worse than the champion beyond the tolerance {tolerance:g}"
     elif verdict == NOT_WORSE:
@@ -593,8 +607,24 @@ def champion_gate(project: Project, comparison: Comparison | str | None) -> Gate
     return Gate("champion", passed, comparison.difference, -tolerance, f"{why}: {comparison.summary()}")
 
 
+def worse_why(comparison: Comparison, tolerance: float) -> str:
+    """Which of the two ways :meth:`Comparison.verdict` found the challenger worse."""
+    if comparison.high is not None and comparison.high < -tolerance:
+        return f"worse than the champion beyond the tolerance {tolerance:g}"
+    return f"worse than the champion, by an estimate beyond the tolerance {tolerance:g}"
+
+
 def gates_pass(checked: list[Gate]) -> bool:
     return all(gate.passed is not False for gate in checked)
+
+
+def gates_summary(checked: list[Gate]) -> str:
+    """The failed gates' reasons; when none failed, that they passed and which were not judged."""
+    failed = [f"{g.name}: {g.reason}" for g in checked if g.passed is False]
+    if failed:
+        return "; ".join(failed)
+    unjudged = [f"{g.name}: {g.reason}" for g in checked if g.passed is None]
+    return "every gate passed" + (f" ({'; '.join(unjudged)})" if unjudged else "")
 
 
 # --- shadow ------------------------------------------------------------------
@@ -675,8 +705,7 @@ def _shadow_report(project: Project, pair: Pair, seen: Observed) -> ShadowReport
     report.gates = gates(project, primary, comparison, measure_latency(pair.challenger, seen.batch,
                                                                        project.settings.seed))
     report.decision = "gates passed" if report.passed else "gates failed"
-    report.reason = "; ".join(f"{g.name}: {g.reason}" for g in report.gates if g.passed is False) or \
-        "; ".join(f"{g.name}: {g.reason}" for g in report.gates)
+    report.reason = gates_summary(report.gates)
     return report
 
 
@@ -816,8 +845,9 @@ def canary(root: Path, batches: list[tuple[Path, Path | None]], champion_ref: st
         evidence.add(seen, routed)
         result = _canary_step(project, pair, seen, routed, step, evidence)
         report.steps.append(result)
+        figures = {k: v for k, v in asdict(result).items() if k not in ("batch", "decision", "reason")}
         record(project, pair.name, "canary", result.decision, result.reason, pair.versions(),
-               {pair.challenger.version: result.decision}, asdict(result), batch=seen.batch)
+               {pair.challenger.version: result.decision}, figures, batch=seen.batch)
         if result.decision == ROLL_BACK:
             report.outcome = "rolled back"
         elif result.decision == COMPLETE:
@@ -893,7 +923,7 @@ def canary_decision(comparison: Comparison | str, tolerance: float, share: float
         return HOLD, f"{at}: hold, {comparison}"
     verdict = comparison.verdict(tolerance)
     if verdict == WORSE:
-        return ROLL_BACK, f"{at}: worse than the champion beyond the tolerance {tolerance:g}: {comparison.summary()}"
+        return ROLL_BACK, f"{at}: {worse_why(comparison, tolerance)}, roll back: {comparison.summary()}"
     if verdict == NOT_WORSE:
         what = "canary complete, the challenger may be promoted" if last else "ramp up"
         return (COMPLETE if last else RAMP_UP), \
@@ -934,14 +964,12 @@ def promote(root: Path, name: str | None = None, challenger_ref: str | None = No
     (set first, so that a rollback is possible the moment ``champion`` moves).
     ``force`` promotes despite failed gates; that, and which gates failed, is recorded.
     """
-    from reprobook.tracking import store
-
     project = load_project(root)
     name = name or project.params.model.registered_name
     ref = model_ref(challenger_ref, CHALLENGER, "--challenger", project.params)
     if ref.name != name:
         raise UsageError(f"--challenger {ref}: a version of '{name}' was expected")
-    client = store.client(root)
+    client = project.client
     with _as_option("--challenger"):
         candidate = capture.load_serving_model(root, ref, project.params)
     current = alias_version(client, name, CHAMPION)
@@ -965,14 +993,13 @@ def promote(root: Path, name: str | None = None, challenger_ref: str | None = No
 
 def promotion_decision(checked: list[Gate], force: bool) -> tuple[str, str]:
     """``promoted`` when every gate passes, ``forced`` when --force overrides failed (or absent) gates, else ``refused``."""
-    failed = "; ".join(f"{g.name}: {g.reason}" for g in checked if g.passed is False)
     if not checked:
         return "forced", "promoted with --force without gates: no labelled rows to run them on"
     if gates_pass(checked):
-        return "promoted", "every gate passed: " + "; ".join(f"{g.name}: {g.reason}" for g in checked)
+        return "promoted", gates_summary(checked)
     if force:
-        return "forced", f"promoted with --force despite failed gates: {failed}"
-    return "refused", failed
+        return "forced", f"promoted with --force despite failed gates: {gates_summary(checked)}"
+    return "refused", gates_summary(checked)
 
 
 def _promotion_gates(project: Project, candidate: ServingModel, current: str | None, batch_path: Path | None,
@@ -1033,11 +1060,9 @@ def rollback(root: Path, name: str | None = None) -> RollbackReport:
     The version rolled back from is tagged so (``reprobook.deployment.rollback``).
     No ``previous`` alias, or one on the champion itself, is an error: nothing to roll back to.
     """
-    from reprobook.tracking import store
-
     project = load_project(root)
     name = name or project.params.model.registered_name
-    client = store.client(root)
+    client = project.client
     previous_alias = project.settings.previous_alias
     aliases = registered_aliases(client, name)
     if previous_alias not in aliases:
@@ -1088,7 +1113,6 @@ def record(project: Project, name: str, action: str, decision: str, reason: str,
     Only figures are logged, never params or environment.
     """
     from reprobook.quality.jsonsafe import json_safe
-    from reprobook.tracking import store
 
     entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "action": action, "model": name,
              "versions": versions, "decision": decision, "reason": reason}
@@ -1097,9 +1121,8 @@ def record(project: Project, name: str, action: str, decision: str, reason: str,
     entry["figures"] = figures
     entry = json_safe(entry)
     append_log(project.root, entry)
-    client = store.client(project.root)
     for version, said in decisions.items():
-        tag_version(client, name, version, action, said, reason)
+        tag_version(project.client, name, version, action, said, reason)
     return entry
 
 

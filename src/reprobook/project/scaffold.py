@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +21,8 @@ from pathlib import Path
 from reprobook import __version__
 from reprobook.errors import ReprobookError, UsageError
 from reprobook.project import plots_page
-from reprobook.project.paths import DEFAULT_REMOTE_URL
+from reprobook.execution.processes import run_checked
+from reprobook.project.paths import DEFAULT_REMOTE_URL, PRODUCTION_DIR
 
 NOTEBOOKS = ("01_scoping.ipynb", "02_data.ipynb", "03_modeling.ipynb", "04_error_analysis.ipynb", "05_monitoring.ipynb")
 """The stage notebooks; 05_monitoring runs once per production batch (``reprobook monitor``), not in dvc.yaml."""
@@ -128,6 +128,7 @@ def render(spec: ProjectSpec, target: Path, *, reference_only: bool = False) -> 
     (target / CI_SCRIPT).chmod(0o755)
     put(CI_WORKFLOW, (templates / "ci" / "github-workflow.yml").read_text())
     put("data/raw/.gitkeep", "")
+    put(f"{PRODUCTION_DIR}/.gitkeep", "")
     return written
 
 
@@ -195,17 +196,6 @@ def spec_for_data(name: str, data: Path, target: str | None, task: str | None) -
     return spec, frame
 
 
-def _run(args: list[str], cwd: Path, what: str) -> None:
-    from reprobook.execution.pipeline import dvc_executable
-
-    if args[0] == "dvc":
-        args = [dvc_executable(), *args[1:]]
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise ReprobookError(f"{what} failed in {cwd}: {lines[-1] if lines else f'exit {done.returncode}'}")
-
-
 def new_project(path: Path, *, data: Path | None = None, target: str | None = None, task: str | None = None,
                 remote: str = DEFAULT_REMOTE_URL) -> tuple[Path, ProjectSpec]:
     """Create the project at ``path`` (a new or empty folder); return it and what was decided."""
@@ -223,17 +213,17 @@ def new_project(path: Path, *, data: Path | None = None, target: str | None = No
         spec, frame = spec_for_data(path.name, data.resolve(), target, task)
     path.mkdir(parents=True, exist_ok=True)
     try:
-        _run(["git", "init", "--quiet"], path, "git init")
+        run_checked(["git", "init", "--quiet"], path, "git init")
         from reprobook.tracking import gitinfo
 
         note = gitinfo.ensure_identity(path)
         if note:
             spec.notes.append(note)
-        _run(["dvc", "init", "--quiet"], path, "dvc init")
-        _run(["dvc", "config", "core.analytics", "false"], path, "dvc config")
-        _run(["dvc", "remote", "add", "--default", "storage", remote], path, "dvc remote add")
+        run_checked(["dvc", "init", "--quiet"], path, "dvc init")
+        run_checked(["dvc", "config", "core.analytics", "false"], path, "dvc config")
+        run_checked(["dvc", "remote", "add", "--default", "storage", remote], path, "dvc remote add")
         # `dvc init` wants no .dvc folder yet: the project's files (with the offline plots page in .dvc/) come after.
-        _run(["dvc", "config", "plots.html_template", plots_page.SETTING], path, "dvc config")
+        run_checked(["dvc", "config", "plots.html_template", plots_page.SETTING], path, "dvc config")
         render(spec, path)
         if frame is not None:
             from reprobook import quality
@@ -241,10 +231,10 @@ def new_project(path: Path, *, data: Path | None = None, target: str | None = No
             shutil.copy2(data, path / "data" / "raw" / data.name)
             quality.infer_schema(frame.dropna(subset=[spec.target]), label=spec.target).to_yaml(path / spec.schema_file)
         if data is not None:
-            _run(["dvc", "add", "--quiet", f"data/raw/{data.name}"], path, "dvc add")
+            run_checked(["dvc", "add", "--quiet", f"data/raw/{data.name}"], path, "dvc add")
         write_fingerprints(path)
-        _run(["git", "add", "--all"], path, "git add")
-        _run(["git", "commit", "--quiet", "-m", f"New reprobook project {spec.name}"], path, "git commit")
+        run_checked(["git", "add", "--all"], path, "git add")
+        run_checked(["git", "commit", "--quiet", "-m", f"New reprobook project {spec.name}"], path, "git commit")
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
