@@ -167,21 +167,23 @@ def batch_and_labels(text: str) -> tuple[Path, Path | None]:
 
 
 def _print_canary(report: CanaryReport) -> None:
+    from rich import box
     from rich.table import Table
 
     table = Table(title=f"canary: '{report.model}' version {report.challenger} (challenger) against version "
-                        f"{report.champion} (champion)", title_justify="left")
-    for column in ("step", "share", "batch", "rows", "challenger", "labelled", "better by", "interval", "decision"):
-        table.add_column(column, overflow="fold" if column == "batch" else "ellipsis", no_wrap=column != "batch",
-                         justify="right" if column in ("rows", "challenger", "labelled") else "left")
+                        f"{report.champion} (champion)", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("step", "share", "batch", "challenger rows", "labelled", "better by [interval]", "decision"):
+        table.add_column(column, justify="right" if column in ("share", "challenger rows", "labelled") else "left")
     for step in report.steps:
         compared = step.comparison or {}
-        interval = (f"[{compared['low']:+.3f}, {compared['high']:+.3f}]"
-                    if compared.get("low") is not None and compared.get("high") is not None else "–")
+        better = "–"
+        if compared:
+            interval = (f" [{compared['low']:+.3f}, {compared['high']:+.3f}]"
+                        if compared.get("low") is not None and compared.get("high") is not None else "")
+            better = f"{compared['difference']:+.3f}{interval}"
         colour = {"roll back": "red", "hold": "yellow"}.get(step.decision, "green")
-        table.add_row(str(step.step), f"{100 * step.share:g}%", Path(step.batch).name, str(step.rows),
-                      str(step.challenger_rows), str(step.labelled_rows),
-                      f"{compared['difference']:+.3f}" if compared else "–", interval,
+        table.add_row(str(step.step), f"{100 * step.share:g}%", Path(step.batch).name,
+                      f"{step.challenger_rows}/{step.rows}", str(step.labelled_rows), better,
                       f"[{colour}]{step.decision}[/]")
     out.print(table)
     for step in report.steps:
@@ -261,14 +263,28 @@ def log_command(
     if output is Format.json:
         _json(entries)
         return
-    table = Table(title="deployment log (monitoring/deployments.jsonl)", title_justify="left")
-    for column in ("time", "action", "model", "versions", "decision", "reason"):
-        table.add_column(column, overflow="fold")
+    models = sorted({str(entry.get("model", "")) for entry in entries})
+    one = len(models) == 1
+    title = f"deployment log of '{models[0]}'" if one else "deployment log"
+    table = Table(title=f"{title} (monitoring/deployments.jsonl, times UTC)", title_justify="left")
+    columns = ("time", "action", "versions", "decision", "reason") if one else \
+        ("time", "action", "model", "versions", "decision", "reason")
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column != "reason")
     for entry in entries:
-        versions = ", ".join(f"{k} {v}" for k, v in entry.get("versions", {}).items() if v is not None)
-        table.add_row(entry.get("time", ""), entry.get("action", ""), entry.get("model", ""), versions,
-                      entry.get("decision", ""), entry.get("reason", ""))
+        row = {"time": str(entry.get("time", "")).replace("T", " ")[:16], "action": entry.get("action", ""),
+               "model": entry.get("model", ""), "versions": _versions(entry), "decision": entry.get("decision", ""),
+               "reason": entry.get("reason", "")}
+        table.add_row(*(str(row[column]) for column in columns))
     out.print(table if entries else "no deployment decisions yet")
+
+
+def _versions(entry: dict[str, Any]) -> str:
+    """``v1 → v2``: from the serving version to the one the decision is about."""
+    versions = entry.get("versions") or {}
+    before = versions.get("champion", versions.get("rolled_back"))
+    after = versions.get("challenger", versions.get("restored"))
+    return " → ".join(f"v{v}" for v in (before, after) if v is not None)
 
 
 def register(app: typer.Typer) -> None:

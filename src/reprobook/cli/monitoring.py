@@ -83,7 +83,10 @@ def _text(report: dict) -> str:
     return "\n".join(lines)
 
 
-def retrain_command() -> None:
+def retrain_command(
+    batch: Annotated[Optional[list[int]], typer.Option("--batch", help="only this monitored batch's labelled rows "
+                                                                       "(repeatable; default: every batch with labels)")] = None,
+) -> None:
     """Add the labelled rows of every monitored batch to the training data (DVC-tracked) and run the pipeline.
 
     The new model version is the challenger; it becomes champion only through the
@@ -95,7 +98,7 @@ def retrain_command() -> None:
     from reprobook.project.paths import project_root
 
     root = project_root()
-    result = retrain(root)
+    result = retrain(root, batch or None)
     console = Console()
     console.print(result.pipeline.summary(), soft_wrap=True, highlight=False)
     promoted = result.champion_after != result.champion_before

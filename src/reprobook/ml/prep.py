@@ -40,8 +40,25 @@ def missing_and_duplicates(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def split(frame: pd.DataFrame, target: str, *, task: str, test_size: float, seed: int, stratify: bool) -> Split:
-    """A seeded train/test split, stratified on the target for classification."""
+def split(frame: pd.DataFrame, target: str, *, task: str, test_size: float, seed: int, stratify: bool,
+          production_rows: int = 0) -> Split:
+    """A seeded train/test split, stratified on the target for classification.
+
+    The last ``production_rows`` rows (labelled production rows, ``reprobook
+    retrain``) are split apart, each row by a seeded hash of its values: the
+    source's rows keep the split they had, and a production row keeps its side
+    however many rows are added later. So a model's held-out rows stay held out
+    after retraining, and the promotion gate never scores the champion on rows
+    it was trained on.
+    """
+    if production_rows:
+        source = split(frame.iloc[: len(frame) - production_rows], target, task=task, test_size=test_size, seed=seed,
+                       stratify=stratify)
+        production = frame.iloc[len(frame) - production_rows:]
+        salted = pd.util.hash_pandas_object(production, index=False, hash_key=f"{seed:016d}"[:16])
+        held_out = (salted.to_numpy() % 1_000_000) < test_size * 1_000_000
+        return Split(train=pd.concat([source.train, production[~held_out]], ignore_index=True),
+                     test=pd.concat([source.test, production[held_out]], ignore_index=True))
     labels = frame[target] if (task == "classification" and stratify) else None
     if labels is not None:
         smallest = labels.value_counts().min()

@@ -150,14 +150,21 @@ def load_pair(project: Project, champion: str | None, challenger: str | None) ->
     if champion_ref.name != challenger_ref.name:
         raise UsageError(f"--champion {champion_ref} and --challenger {challenger_ref} name different registered "
                          "models; expected two versions of one registered model")
-    with _as_option("--champion"):
-        served = capture.load_serving_model(project.root, champion_ref, project.params)
-    with _as_option("--challenger"):
-        candidate = capture.load_serving_model(project.root, challenger_ref, project.params)
+    served = _load(project, champion_ref, "--champion")
+    candidate = _load(project, challenger_ref, "--challenger")
     if served.version == candidate.version:
         raise UsageError(f"--champion {champion_ref} and --challenger {challenger_ref} are both version "
                          f"{served.version} of '{served.name}'; expected two different versions")
     return Pair(served, candidate)
+
+
+def _load(project: Project, ref: ModelRef, option: str) -> ServingModel:
+    """The model at ``ref``; a model that cannot be loaded (a pickle, an untrusted type) is a one-line error."""
+    with _as_option(option):
+        try:
+            return capture.load_serving_model(project.root, ref, project.params)
+        except ValueError as exc:
+            raise ReprobookError(f"{option} {ref}: {exc}") from None
 
 
 @contextmanager
@@ -228,19 +235,17 @@ def observe(project: Project, pair: Pair, batch_path: Path, labels_path: Path | 
     batch = capture.read_batch(batch_path, project.id_column)
     capture.check_columns(batch, pair.champion, project.target)
     capture.check_columns(batch, pair.challenger, project.target)
-    champion = capture.score(pair.champion, batch)
-    challenger = capture.score(pair.challenger, batch)
-    labels = read_labels(project, batch, champion, labels_path, pair.champion.classes)
-    return Observed(batch, champion, challenger, labels)
+    labels = read_labels(project, batch, labels_path, pair.champion.classes)
+    return Observed(batch, capture.score(pair.champion, batch), capture.score(pair.challenger, batch), labels)
 
 
-def read_labels(project: Project, batch: Batch, scored: Scored, labels_path: Path | None,
-                classes: tuple | None) -> Labelled | None:
+def read_labels(project: Project, batch: Batch, labels_path: Path | None, classes: tuple | None) -> Labelled | None:
     """The batch's labels: from the labels file (matched by id), else from the batch's own target column, else None."""
     import pandas as pd
 
     if labels_path is not None:
-        joined = capture.join_labels(scored.predictions[[ID]], labels_path, project.target, project.id_column)
+        rows = pd.DataFrame({ID: batch.ids.to_numpy()})
+        joined = capture.join_labels(rows, labels_path, project.target, project.id_column)
         raw, source = joined[LABEL], str(labels_path)
     elif project.target in batch.frame.columns:
         raw, source = batch.frame[project.target].reset_index(drop=True), f"{batch.path} (column {project.target!r})"
@@ -701,7 +706,7 @@ def _shadow_report(project: Project, pair: Pair, seen: Observed) -> ShadowReport
                       for role, outputs in ((CHAMPION, champion), (CHALLENGER, challenger))}
     comparison = compare(project, seen.labels, everything, champion, challenger, pair.champion.classes)
     report.comparison = asdict(comparison) if isinstance(comparison, Comparison) else {"reason": comparison}
-    primary = report.metrics[CHALLENGER][project.metric.name]
+    primary = primary_value(project, report.metrics[CHALLENGER])
     report.gates = gates(project, primary, comparison, measure_latency(pair.challenger, seen.batch,
                                                                        project.settings.seed))
     report.decision = "gates passed" if report.passed else "gates failed"
@@ -739,6 +744,14 @@ def _correlation(a, b) -> float | None:
     if a is None or b is None or len(a) < 2 or np.std(a) == 0 or np.std(b) == 0:
         return None
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def primary_value(project: Project, metrics: dict[str, float]) -> float:
+    """The primary metric among ``metrics``; a model without class probabilities gives no roc_auc, say so."""
+    name = project.metric.name
+    if name not in metrics:
+        raise ReprobookError(f"scoping.primary_metric: {name} needs class probabilities and the model gives none")
+    return metrics[name]
 
 
 def _all_metrics(project: Project, labels: Labelled, outputs: Outputs, classes: tuple | None) -> dict[str, float]:
@@ -970,8 +983,7 @@ def promote(root: Path, name: str | None = None, challenger_ref: str | None = No
     if ref.name != name:
         raise UsageError(f"--challenger {ref}: a version of '{name}' was expected")
     client = project.client
-    with _as_option("--challenger"):
-        candidate = capture.load_serving_model(root, ref, project.params)
+    candidate = _load(project, ref, "--challenger")
     current = alias_version(client, name, CHAMPION)
     if current == candidate.version:
         raise UsageError(f"version {candidate.version} of '{name}' is already @{CHAMPION}; nothing to promote")
@@ -1017,23 +1029,37 @@ def _promotion_gates(project: Project, candidate: ServingModel, current: str | N
                          "or run the pipeline's data stage (dvc pull or reprobook run)")
     batch = capture.read_batch(path, project.id_column)
     capture.check_columns(batch, candidate, project.target)
-    scored = capture.score(candidate, batch)
-    labels = read_labels(project, batch, scored, labels_path, candidate.classes)
+    labels = read_labels(project, batch, labels_path, candidate.classes)
     if labels is None or labels.count == 0:
         raise UsageError(f"{path}: no labels; give --labels FILE (rows '{project.id_column or ID}', "
                          f"'{project.target}') or a batch with a '{project.target}' column")
-    outputs = Outputs.of(scored)
-    everything = np.ones(len(batch.frame), dtype=bool)
+    outputs = Outputs.of(capture.score(candidate, batch))
     comparison: Comparison | str | None = None
     if current is not None:
-        champion = capture.load_serving_model(project.root, ModelRef(candidate.name, version=current), project.params)
-        capture.check_columns(batch, champion, project.target)
-        comparison = compare(project, labels, everything, Outputs.of(capture.score(champion, batch)), outputs,
-                             candidate.classes)
-    value = _all_metrics(project, labels, outputs, candidate.classes)[project.metric.name]
+        comparison = _champion_comparison(project, candidate, current, batch, labels, outputs)
+    value = primary_value(project, _all_metrics(project, labels, outputs, candidate.classes))
     latency = measure_latency(candidate, batch, project.settings.seed)
     rows = f"{path.name}: {labels.count} labelled row(s)"
     return gates(project, value, comparison, latency), comparison, rows
+
+
+def _champion_comparison(project: Project, candidate: ServingModel, current: str, batch: Batch, labels: Labelled,
+                         outputs: Outputs) -> Comparison | str:
+    """The champion scored on the gate's rows and compared; why not, when it cannot load or score them.
+
+    As in the pipeline's own promotion (:func:`reprobook.tracking.registry.gate`),
+    a champion that cannot score is not a reason to replace it without a
+    human: the champion gate then fails (``--force`` overrides).
+    """
+    import numpy as np
+
+    try:
+        champion = capture.load_serving_model(project.root, ModelRef(candidate.name, version=current), project.params)
+        capture.check_columns(batch, champion, project.target)
+        scored = Outputs.of(capture.score(champion, batch))
+    except Exception as exc:  # noqa: BLE001  any failure means "cannot compare", never "promote"
+        return f"the champion (version {current}) could not score these rows ({type(exc).__name__}: {exc})"
+    return compare(project, labels, np.ones(len(batch.frame), dtype=bool), scored, outputs, candidate.classes)
 
 
 def switch_champion(client, name: str, version: str, current: str | None, previous_alias: str) -> None:
@@ -1074,7 +1100,8 @@ def rollback(root: Path, name: str | None = None) -> RollbackReport:
                          "nothing to roll back")
     client.set_registered_model_alias(name, CHAMPION, restored)
     client.delete_registered_model_alias(name, previous_alias)
-    reason = f"@{CHAMPION} moved back from version {current} to version {restored} (@{previous_alias})"
+    left = f"from version {current} " if current is not None else ""
+    reason = f"@{CHAMPION} moved back {left}to version {restored} (@{previous_alias})"
     decisions = {restored: "restored"} | ({current: "rolled back"} if current is not None else {})
     record(project, name, "rollback", "rolled back", reason, {"rolled_back": current, "restored": restored},
            decisions, {})

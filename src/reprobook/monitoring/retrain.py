@@ -41,18 +41,27 @@ class Retrained:
     challenger: str | None
 
 
-def labelled_rows(root: Path, params, target: str) -> tuple[pd.DataFrame, list[int]]:
-    """The labelled rows of every monitored batch with labels, features and target, in batch order."""
+def labelled_rows(root: Path, params, target: str, only: list[int] | None = None) -> tuple[pd.DataFrame, list[int]]:
+    """The labelled rows of every monitored batch with labels (or of the batches ``only`` names), in batch order."""
     import pandas as pd
 
     from reprobook.monitoring.stage import history
     from reprobook.quality.io import read_table
 
     id_column = params.monitoring.id_column
+    entries = history(root)
+    unknown = sorted(set(only or []) - {int(e["index"]) for e in entries})
+    if unknown:
+        raise UsageError(f"--batch: no monitored batch {', '.join(map(str, unknown))}; monitored: "
+                         f"{', '.join(str(e['index']) for e in entries) or 'none'}")
     parts, used = [], []
-    for entry in history(root):
+    for entry in entries:
         job = entry.get("job") or {}
+        if only and int(entry["index"]) not in only:
+            continue
         if not job.get("labels"):
+            if only:
+                raise UsageError(f"--batch {entry['index']}: monitored without labels; monitor it again with --labels")
             continue
         batch = cap.read_batch(root / job["path"], id_column)
         labels = read_table(root / job["labels"])
@@ -70,7 +79,7 @@ def labelled_rows(root: Path, params, target: str) -> tuple[pd.DataFrame, list[i
     return pd.concat(parts, ignore_index=True), used
 
 
-def retrain(root: Path) -> Retrained:
+def retrain(root: Path, batches: list[int] | None = None) -> Retrained:
     """Add the labelled production rows to the training data and run the pipeline."""
     import os
 
@@ -81,7 +90,7 @@ def retrain(root: Path) -> Retrained:
 
     params = project_params(root)
     target = load_targets(root)["target"]
-    rows, batches = labelled_rows(root, params, target)
+    rows, batches = labelled_rows(root, params, target, batches)
     path = root / PRODUCTION_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(path, index=False)

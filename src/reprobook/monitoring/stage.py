@@ -62,13 +62,24 @@ def monitoring_stage() -> Stage:
     return Stage(NAME, NOTEBOOK, PARAMS, deps=(), outs=(f"reports/{NAME}",))
 
 
+def earlier_entry(root: Path, digest: str) -> dict[str, Any] | None:
+    """The history entry of this very batch (same digest), if it was monitored before."""
+    return next((entry for entry in history(root) if entry["batch"]["digest"] == digest), None)
+
+
 def batch_index(root: Path, digest: str) -> int:
     """The batch's number: its earlier number if this very batch was monitored before, else the next one."""
-    entries = history(root)
-    for entry in entries:
-        if entry["batch"]["digest"] == digest:
-            return int(entry["index"])
-    return max((int(e["index"]) for e in entries), default=0) + 1
+    earlier = earlier_entry(root, digest)
+    if earlier is not None:
+        return int(earlier["index"])
+    return max((int(e["index"]) for e in history(root)), default=0) + 1
+
+
+def earlier_labels(root: Path, digest: str) -> Path | None:
+    """The labels this batch was monitored with before: monitoring it again without --labels keeps them."""
+    earlier = earlier_entry(root, digest)
+    found = ((earlier or {}).get("job") or {}).get("labels")
+    return root / found if found and (root / found).is_file() else None
 
 
 def history(root: Path) -> list[dict[str, Any]]:
@@ -104,6 +115,10 @@ def monitor(root: Path, batch_path: Path, labels: Path | None = None, model: str
     from reprobook.tracking.writer import RunExtras
 
     params = project_params(root)
+    if labels is None:
+        from reprobook.monitoring.capture import file_digest
+
+        labels = earlier_labels(root, file_digest(batch_path)) if batch_path.is_file() else None
     batch, fetched = preflight(root, batch_path, labels, model, params)
     index = batch_index(root, batch.digest)
     parameter = job_parameter(index, batch_path, labels, fetched, cap.capture_path(root, batch_path), root)
