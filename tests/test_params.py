@@ -97,7 +97,8 @@ def test_stage_params_are_the_keys_dvc_yaml_declares():
 
     params = load_params(ROOT / "params.yaml")
     stages = load_stages(ROOT)
-    assert set(stage_params(params, stages["modeling"].params)) == {"model"}
+    modeling = stage_params(params, stages["modeling"].params)
+    assert set(modeling) == {"model", "monitoring"} and modeling["monitoring"] == {"reference_rows": 50000}
     scoping = stage_params(params, stages["scoping"].params)
     assert set(scoping) == {"scoping", "data"} and "schema_file" not in scoping["data"]
     assert scoping["data"]["seed"] == 42

@@ -599,6 +599,7 @@ def champion_gate(project: Project, comparison: Comparison | str | None) -> Gate
         return Gate("champion", True, None, -tolerance, "no champion to compare with")
     if isinstance(comparison, str):
         return Gate("champion", False, None, -tolerance, f"cannot compare with the champion: {comparison}")
+    tolerance = allowed_worsening(project, comparison)
     verdict = comparison.verdict(tolerance)
     passed = verdict != WORSE and comparison.difference >= -tolerance
     if verdict == WORSE:
@@ -610,6 +611,12 @@ def champion_gate(project: Project, comparison: Comparison | str | None) -> Gate
     else:
         why = f"inconclusive; the estimate is within the tolerance {tolerance:g}"
     return Gate("champion", passed, comparison.difference, -tolerance, f"{why}: {comparison.summary()}")
+
+
+def allowed_worsening(project: Project, comparison: Comparison) -> float:
+    """``deployment.tolerance`` in points of the metric: as given for a score up to 1 (AUC, accuracy, r2), that
+    fraction of the champion's value for an error without upper bound (rmse, mae, log loss), as ``reprobook ci``."""
+    return project.metric.allowed_worsening(project.settings.tolerance, comparison.champion)
 
 
 def worse_why(comparison: Comparison, tolerance: float) -> str:
@@ -917,7 +924,8 @@ def _canary_step(project: Project, pair: Pair, seen: Observed, routed: np.ndarra
         labels, pooled_champion, pooled_challenger = evidence.pooled()
         comparison = compare(project, labels, np.ones(len(labels.values), dtype=bool), pooled_champion,
                              pooled_challenger, pair.champion.classes)
-    decision, reason = canary_decision(comparison, project.settings.tolerance, share, last=step == len(steps) - 1)
+    tolerance = allowed_worsening(project, comparison) if isinstance(comparison, Comparison) else 0.0
+    decision, reason = canary_decision(comparison, tolerance, share, last=step == len(steps) - 1)
     if seen.labels is None and routed.any():
         reason += (f"; the challenger agrees with the champion on {100 * mine:.1f}% of its rows, "
                    "which is not evidence of accuracy (a challenger that disagrees may be the one that is right)")
@@ -1102,6 +1110,10 @@ def rollback(root: Path, name: str | None = None) -> RollbackReport:
     client.delete_registered_model_alias(name, previous_alias)
     left = f"from version {current} " if current is not None else ""
     reason = f"@{CHAMPION} moved back {left}to version {restored} (@{previous_alias})"
+    if current is not None and aliases.get(CHALLENGER) == current:
+        # A version rolled back from production is no candidate any more: a later promote must not retry it.
+        client.delete_registered_model_alias(name, CHALLENGER)
+        reason += f"; @{CHALLENGER} removed from version {current}"
     decisions = {restored: "restored"} | ({current: "rolled back"} if current is not None else {})
     record(project, name, "rollback", "rolled back", reason, {"rolled_back": current, "restored": restored},
            decisions, {})

@@ -162,7 +162,8 @@ class Calibration:
         scores = np.asarray(scores, dtype=np.float64)
         k = len(self.classes)
         if scores.ndim != 2 or scores.shape[1] != k:
-            raise ValueError(f"calibration: scores of shape {scores.shape}; expected (n, {k}) for classes {self.classes}")
+            raise ValueError(
+                f"calibration: scores of shape {scores.shape}; expected (n, {k}) for classes {self.classes}")
         return scores
 
 
@@ -235,8 +236,10 @@ def fit_calibration(
     a well-calibrated model keeps them, and it extrapolates smoothly to the
     tails where a shifted batch concentrates. ``method="isotonic"``:
     scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``, the
-    classic choice; on 1,000 held-out loan rows it estimated ROC AUC about
-    half again as badly (measured in the benchmark). Both are stored as knots.
+    classic choice (and CBPE's): calibrated on 1,000 held-out loan rows, its
+    ROC AUC estimates were 1.5 to 2.4 times as far off as the spline's, worst
+    under shift, where its end blocks — a few dozen rows each — decide the
+    tails a shifted batch concentrates in. Both are stored as knots.
 
     ``replicates``: bootstrap refits of the maps (at the chosen penalty),
     whose spread widens the estimates' intervals by the uncertainty of the

@@ -163,8 +163,9 @@ class DeploymentParams(_Section):
     )
     seed: int = Field(42, ge=0, description="seed of the canary's routing of rows")
     tolerance: float = Field(
-        0.01, ge=0, description="the challenger may be this much worse than the champion on the same rows "
-        "(points of the primary metric) and still pass"
+        0.01, ge=0, description="the challenger may be this much worse than the champion on the same rows and "
+        "still pass: points for scores up to 1 (accuracy, ROC AUC, r2), a fraction of the champion's value for "
+        "rmse, mae and log loss"
     )
     alpha: float = Field(0.05, gt=0, lt=0.5, description="significance of the canary's and gates' comparisons")
     previous_alias: str = Field("previous", min_length=1, description="alias kept on the champion a promotion replaced")
