@@ -18,7 +18,7 @@ from reprobook.errors import ReprobookError
 from reprobook.monitoring import capture as cap
 from reprobook.monitoring.monitor import BatchReport, monitor_batch
 from reprobook.monitoring.reference import Reference, load_reference
-from reprobook.project.paths import HISTORY_DIR
+from reprobook.project.paths import CAPTURES_DIR, HISTORY_DIR, TEST_FILE
 
 REPORT_FILE = "report.json"
 
@@ -52,18 +52,25 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root.resolve()).as_posix() if path.is_relative_to(root.resolve()) else str(path)
 
 
-def last_job_parameter(root: Path) -> dict[str, Any]:
-    """The ``batch`` parameter of the newest monitored batch (for a run of the notebook in Jupyter)."""
+def interactive_job_parameter(root: Path, params) -> dict[str, Any]:
+    """The ``batch`` parameter of a run in Jupyter: the newest monitored batch again, or, before any, the
+    held-out test split as a stand-in batch scored by the serving model (said so)."""
     entries = sorted((root / HISTORY_DIR).glob("batch-*.json"))
-    if not entries:
-        raise ReprobookError("no batch monitored yet: run `reprobook monitor BATCH` first, or set the notebook's "
-                             "`batch` parameter")
-    return json.loads(entries[-1].read_text())["job"]
+    if entries:
+        return json.loads(entries[-1].read_text())["job"]
+    test = root / TEST_FILE
+    if not test.is_file():
+        raise ReprobookError("no batch monitored yet and no test split: run the pipeline, then "
+                             "`reprobook monitor BATCH`, or set the notebook's `batch` parameter")
+    print(f"no batch monitored yet: monitoring the held-out test split {TEST_FILE} as a stand-in batch "
+          "(`reprobook monitor BATCH` monitors a production batch)")
+    fetched = cap.fetch_version(root, cap.parse_model_ref(None, params))
+    return job_parameter(0, test, None, fetched, root / CAPTURES_DIR / "test-split.parquet", root)
 
 
 def load_job(root: Path, parameter: dict[str, Any] | None, params) -> BatchJob:
     """The batch, the serving version's model and its training reference, from the ``batch`` parameter."""
-    parameter = parameter or last_job_parameter(root)
+    parameter = parameter or interactive_job_parameter(root, params)
     model = parameter["model"]
     fetched = cap.FetchedVersion(model["name"], str(model["version"]), model.get("alias"), model["run_id"],
                                  root / model["directory"])
