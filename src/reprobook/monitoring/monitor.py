@@ -235,7 +235,7 @@ def check_prediction_drift(captured: pd.DataFrame, reference: Reference, params:
 def estimate(reference: Reference, captured: pd.DataFrame, raw_scores: np.ndarray | None,
              params: MonitoringParams) -> dict[str, Interval]:
     """The metrics expected on these rows from the calibrated scores (classification only; see estimate.py)."""
-    from reprobook.monitoring.estimate import estimable, estimate_performance
+    from reprobook.monitoring.estimate import estimable, estimate_from_scores
 
     calibration = reference.calibration
     if not estimable(reference.task) or calibration is None or raw_scores is None or not len(captured):
@@ -243,8 +243,7 @@ def estimate(reference: Reference, captured: pd.DataFrame, raw_scores: np.ndarra
     from reprobook.ml.metrics import task_metrics
 
     names = [m.name for m in task_metrics("classification")]
-    found = estimate_performance(calibration.apply(raw_scores), calibration.classes, names,
-                                 predicted=captured[cap.PREDICTION].to_numpy(), raw_scores=raw_scores,
+    found = estimate_from_scores(calibration, raw_scores, names, predicted=captured[cap.PREDICTION].to_numpy(),
                                  alpha=params.interval_alpha, draws=params.draws, seed=params.seed)
     return {name: Interval.from_estimate(e, params.interval_alpha) for name, e in found.items()}
 
@@ -305,22 +304,21 @@ def judge_performance(reference: Reference, estimated: dict[str, Interval], real
             findings.append(Finding(f"{kind} performance", WATCH, f"{kind} {primary} {found.value:.4f} is more than "
                                     f"{params.performance_tolerance:g} below the reference's {base:.4f} "
                                     "(not yet with confidence)"))
-    findings.extend(_concept_drift(primary, metric, realized_.get(primary), estimated_labelled.get(primary),
-                                   base_sd, params))
+    findings.extend(_concept_drift(primary, metric, realized_.get(primary), estimated_labelled.get(primary), params))
     return findings
 
 
-def _concept_drift(primary: str, metric, real: Interval | None, expected: Interval | None, calibration_sd: float,
+def _concept_drift(primary: str, metric, real: Interval | None, expected: Interval | None,
                    params: MonitoringParams) -> list[Finding]:
     """Realized performance departing from what the calibrated scores predict for the same rows.
 
-    The expectation's own error is the Monte-Carlo spread of the batch plus the
-    calibration's, learnt from the held-out rows (``calibration_sd``: the
-    held-out metric's sampling error).
+    The expectation's interval already holds the calibration's own error (its
+    bootstrap refits on the held-out rows, see estimate.py) besides the labels'
+    randomness; the realized value adds its bootstrap error.
     """
     if real is None or expected is None:
         return []
-    spread = math.sqrt(real.sd**2 + expected.sd**2 + calibration_sd**2) or 1e-12
+    spread = math.hypot(real.sd, expected.sd) or 1e-12
     z = metric.worse_by(real.value, expected.value) / spread  # > 0: worse than expected
     from scipy.stats import norm
 
