@@ -10,7 +10,6 @@ the project's skops trust list, never unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +172,7 @@ def load_fetched(fetched: FetchedVersion, trusted: tuple[str, ...] | list[str] =
     if not features:
         raise ReprobookError(f"{fetched.label}: the model records no feature columns (no feature_names_in_, no "
                              "signature); it cannot be monitored column by column")
-    classes = tuple(_plain(c) for c in model.classes_) if task == "classification" else None
+    classes = tuple(plain(c) for c in model.classes_) if task == "classification" else None
     return ServingModel(fetched.name, fetched.version, fetched.alias, fetched.run_id, model, task, features, classes,
                         fetched.directory)
 
@@ -213,16 +212,16 @@ def _reference_artifact() -> str:
     return "outputs/" + Path(REFERENCE_DIR).relative_to("reports/modeling/outputs").as_posix()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A numpy scalar (a model's class label) as the Python value JSON, YAML and MLflow tags can hold."""
     return value.item() if hasattr(value, "item") else value
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of the batch file: which batch, exactly."""
+    from reprobook.tracking.store import file_digest as digest_of
+
+    return digest_of(path, "sha256")
 
 
 def read_batch(path: Path, id_column: str | None) -> Batch:

@@ -80,6 +80,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from reprobook.monitoring.capture import plain
+
 LABEL_METRICS = ("accuracy", "balanced_accuracy", "f1_macro")
 SCORE_METRICS = ("roc_auc", "average_precision", "log_loss")
 SUPPORTED = LABEL_METRICS + SCORE_METRICS
@@ -90,10 +92,6 @@ MIN_DRAWS = 100
 BLOCK_CELLS = 2_000_000
 """Label cells generated at once: bounds the memory of one block (a few tens of MB)."""
 
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python scalar JSON can write."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 # --------------------------------------------------------------------------- calibration
@@ -125,7 +123,7 @@ class Calibration:
     def to_dict(self) -> dict:
         return {
             "method": self.method,
-            "classes": [_plain(c) for c in self.classes],
+            "classes": [plain(c) for c in self.classes],
             "knots": [{"x": [float(v) for v in x], "y": [float(v) for v in y]} for x, y in self.knots],
             "replicates": [[[float(v) for v in y] for y in maps] for maps in self.replicates],
         }
@@ -248,7 +246,7 @@ def fit_calibration(
     if method not in METHODS:
         raise ValueError(f"calibration: unknown method {method!r}; expected one of {', '.join(METHODS)}")
     scores = np.asarray(scores, dtype=np.float64)
-    classes = [_plain(c) for c in classes]
+    classes = [plain(c) for c in classes]
     y = np.asarray(y_true)
     k = len(classes)
     if k < 2:

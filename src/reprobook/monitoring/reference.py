@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprobook.errors import ReprobookError
+from reprobook.monitoring.capture import plain
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +77,7 @@ def build_reference(model: Any, train: pd.DataFrame, test: pd.DataFrame, targets
         features = features.iloc[keep].reset_index(drop=True)
     x_test, y_test = test.drop(columns=[target]), test[target]
     predicted, scores = predict(model, x_test, task)
-    classes = [_plain(c) for c in model.classes_] if task == "classification" else None
+    classes = [plain(c) for c in model.classes_] if task == "classification" else None
     held_out = held_out_frame(predicted, scores, classes, y_test)
     calibration = None
     if scores is not None:
@@ -151,9 +152,6 @@ def load_reference(directory: Path) -> Reference:
     return Reference(directory, json.loads((directory / PROFILE).read_text()), pd.read_parquet(directory / FEATURES),
                      pd.read_parquet(directory / HELD_OUT), Schema.from_yaml(directory / SCHEMA))
 
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _write_json(path: Path, payload: Any) -> None:

@@ -89,9 +89,9 @@ def experiment_id(mlflow_client, name: str, root: Path) -> str:
         return found.experiment_id
 
 
-def file_digest(path: Path) -> str:
-    """md5 of a file's bytes: the hash DVC 3 records for a file in dvc.lock."""
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """A file's digest, read in blocks; md5 by default: the hash DVC 3 records for a file in dvc.lock."""
+    digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
