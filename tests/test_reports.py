@@ -167,3 +167,23 @@ def test_injected_parameters_are_one_key_a_line_and_the_same_values():
     assert namespace["params"] == PARAMS["params"] and namespace["project_dir"] == "."
     # other kernels keep papermill's own translation
     assert translate_parameters("python3", "python", {"a": {"b": 1}}, "Parameters").count("\n") == 2
+
+
+def test_a_print_cut_into_two_stream_messages_gives_the_report_of_one(tmp_path):
+    """The kernel flushes output on a timer: under load one print arrives as its text and its newline."""
+    import nbformat
+
+    from reprobook.execution.notebook import normalize
+
+    def executed(outputs):
+        cell = nbformat.v4.new_code_cell("print(summary)", outputs=[nbformat.from_dict(o) for o in outputs])
+        return nbformat.writes(normalize(nbformat.v4.new_notebook(cells=[cell]), tmp_path))
+
+    whole = executed([{"output_type": "stream", "name": "stdout", "text": "missing cells: 0.83%\n"}])
+    cut = executed([{"output_type": "stream", "name": "stdout", "text": "missing cells: 0.83%"},
+                    {"output_type": "stream", "name": "stdout", "text": "\n"}])
+    assert cut == whole
+    mixed = executed([{"output_type": "stream", "name": "stdout", "text": "a\n"},
+                      {"output_type": "stream", "name": "stderr", "text": "warning\n"},
+                      {"output_type": "stream", "name": "stdout", "text": "b\n"}])
+    assert mixed.count('"output_type": "stream"') == 3  # other streams in between stay apart

@@ -200,9 +200,28 @@ def normalize(notebook: Any, root: Path) -> Any:
             continue
         if VOLATILE_TAG in cell.metadata.get("tags", []):
             cell.outputs = [{"output_type": "stream", "name": "stdout", "text": VOLATILE_NOTE}]
-        cell.outputs = from_dict(secrets.redact_tree(_scrub(cell.outputs, replacements)))
+        cell.outputs = from_dict(secrets.redact_tree(_scrub(_coalesce_streams(cell.outputs), replacements)))
         cell.source = _scrub(cell.source, replacements)
     return notebook
+
+
+def _coalesce_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one stream as one output, as nbconvert's ``coalesce_streams`` does.
+
+    How the kernel cuts printed text into messages depends on timing (its
+    output buffer is flushed on a timer): under load one ``print`` arrived as
+    two outputs, its text and its newline, and the same run gave other bytes.
+    """
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            text = "".join(previous["text"]) + "".join(output["text"])
+            merged[-1] = {**previous, "text": text}
+        else:
+            merged.append(output)
+    return merged
 
 
 def html_exporter() -> Any:
