@@ -273,6 +273,25 @@ def _as_class_type(y_true: np.ndarray, classes: list | None) -> np.ndarray:
     return np.array([by_text.get(str(v), v) for v in y_true], dtype=object)
 
 
+def reference_sd(reference: Reference, metric: str, seed: int) -> float:
+    """The sampling error of the held-out value of ``metric``: the reference is a sample too."""
+    from reprobook.ml.metrics import bootstrap_sd
+
+    held_out = reference.held_out
+    if cap.LABEL not in held_out:
+        return 0.0
+    classes = reference.profile.get("classes")
+    columns = cap.score_columns(held_out)
+    scores = None
+    if columns and classes is not None:
+        scores = held_out[columns].to_numpy()
+        if len(columns) == 1:  # binary: the second class's probability
+            scores = np.column_stack([1 - scores[:, 0], scores[:, 0]])
+    y_true = held_out[cap.LABEL].to_numpy()
+    return bootstrap_sd(reference.task, y_true, held_out[cap.PREDICTION].to_numpy(), scores, classes,
+                        metrics=[metric], seed=seed).get(metric, 0.0)
+
+
 def judge_performance(reference: Reference, estimated: dict[str, Interval], realized_: dict[str, Interval],
                       estimated_labelled: dict[str, Interval], params: MonitoringParams) -> list[Finding]:
     """Retrain on confident failure (threshold, reference − tolerance, concept drift); watch on a point drop."""
@@ -281,7 +300,7 @@ def judge_performance(reference: Reference, estimated: dict[str, Interval], real
     primary = reference.profile["primary_metric"]
     metric = METRICS[primary]
     base = reference.profile["performance"].get(primary)
-    base_sd = (reference.profile.get("performance_sd") or {}).get(primary, 0.0)
+    base_sd = reference_sd(reference, primary, params.seed)
     threshold = reference.profile.get("threshold")
     findings: list[Finding] = []
     for kind, intervals in (("estimated", estimated), ("realized", realized_)):

@@ -61,13 +61,16 @@ class Reference:
 
 
 def build_reference(model: Any, train: pd.DataFrame, test: pd.DataFrame, targets: dict[str, Any], *,
-                    rows: int, seed: int, out: Path) -> dict[str, Any]:
-    """Write the reference of ``model`` (trained on ``train``, held out ``test``) into ``out``; return its profile."""
+                    predicted: Any, scores: Any, rows: int, seed: int, out: Path) -> dict[str, Any]:
+    """Write the reference of ``model`` (trained on ``train``, held out ``test``) into ``out``; return its profile.
+
+    ``predicted`` and ``scores`` are the model's outputs on ``test``, which the
+    modeling notebook has already computed.
+    """
     import numpy as np
     import pandas as pd
 
-    from reprobook.ml.metrics import bootstrap_sd, evaluate, task_metrics
-    from reprobook.ml.modeling import predict
+    from reprobook.ml.metrics import evaluate
     from reprobook.quality import compute_statistics, infer_schema
 
     target, task = targets["target"], targets["task"]
@@ -75,8 +78,7 @@ def build_reference(model: Any, train: pd.DataFrame, test: pd.DataFrame, targets
     if len(features) > rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(features), rows, replace=False))
         features = features.iloc[keep].reset_index(drop=True)
-    x_test, y_test = test.drop(columns=[target]), test[target]
-    predicted, scores = predict(model, x_test, task)
+    y_test = test[target]
     classes = [plain(c) for c in model.classes_] if task == "classification" else None
     held_out = held_out_frame(predicted, scores, classes, y_test)
     calibration = None
@@ -100,8 +102,6 @@ def build_reference(model: Any, train: pd.DataFrame, test: pd.DataFrame, targets
         "latency_budget_ms": targets.get("latency_budget_ms"),
         "min_throughput_rows_per_s": targets.get("min_throughput_rows_per_s"),
         "performance": evaluate(task, y_test, predicted, scores, classes),
-        "performance_sd": bootstrap_sd(task, y_test.to_numpy(), predicted, scores, classes,
-                                       metrics=[m.name for m in task_metrics(task)], seed=seed),
         "calibration": calibration,
         "rows": {"features": len(features), "held_out": len(held_out)},
         "predictions": prediction_summary(held_out, classes),
