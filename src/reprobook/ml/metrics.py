@@ -131,32 +131,3 @@ def meets(metric: Metric, value: float, threshold: float | None) -> bool:
     if threshold is None:
         return True
     return value >= threshold if metric.higher_is_better else value <= threshold
-
-
-def bootstrap_sd(task: str, y_true, y_pred, scores=None, labels=None, *, metrics: list[str], seed: int,
-                 draws: int = 200) -> dict[str, float]:
-    """Standard deviation of each named metric over seeded bootstrap resamples of the rows.
-
-    The sampling error of a metric measured on these many rows: what a value
-    measured on another sample of the same size may differ by. Only the
-    metrics asked for are resampled (each resample recomputes them).
-    """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    chosen = [METRICS[name] for name in metrics if name in METRICS and METRICS[name].task == task
-              and (not METRICS[name].needs_scores or scores is not None)]
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    samples: dict[str, list[float]] = {}
-    for _ in range(draws):
-        rows = rng.integers(0, n, n)
-        if task == "classification" and len(np.unique(y_true[rows])) < 2:
-            continue
-        for metric in chosen:
-            try:
-                value = (metric.compute(y_true[rows], scores[rows], labels) if metric.needs_scores
-                         else metric.compute(y_true[rows], y_pred[rows]))
-            except (ValueError, ReprobookError):
-                continue
-            if math.isfinite(value):
-                samples.setdefault(metric.name, []).append(value)
-    return {name: float(np.std(values, ddof=1)) for name, values in samples.items() if len(values) > 1}

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from reprobook.errors import ReprobookError, UsageError
 from reprobook.monitoring import capture
+from reprobook.ml.resampling import Outputs, bootstrap_weights, plain_labels, score_metric, weighted_metric
 from reprobook.monitoring.capture import ID, LABEL, PREDICTION, Batch, ModelRef, Scored, ServingModel
 from reprobook.project.params import DeploymentParams, Params
 from reprobook.project.paths import DEPLOYMENT_LOG, TEST_FILE
@@ -66,7 +67,6 @@ REGRESSION_AGREEMENT = 0.05
 """Two regression predictions agree when they differ by at most this share of the champion's prediction spread."""
 VALID_DRAWS = 0.9
 """Below this share of resamples where the metric is defined (one class only, say), the interval is not trusted."""
-_CELLS_PER_CHUNK = 2_000_000  # resample weights held at once (rows x draws), 16 MB
 
 # Decisions.
 RAMP_UP, HOLD, ROLL_BACK, COMPLETE = "ramp up", "hold", "roll back", "complete"
@@ -181,26 +181,9 @@ def _as_option(option: str) -> Iterator[None]:
 # --- rows, labels, predictions -----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """One model's predictions (and class probabilities) on some rows, in row order."""
-
-    predictions: np.ndarray
-    scores: np.ndarray | None
-
-    @classmethod
-    def of(cls, scored: Scored) -> Outputs:
-        return cls(scored.predictions[PREDICTION].to_numpy(), scored.raw_scores)
-
-    def take(self, rows: np.ndarray) -> Outputs:
-        return Outputs(self.predictions[rows], None if self.scores is None else self.scores[rows])
-
-    @staticmethod
-    def concat(parts: list[Outputs]) -> Outputs:
-        import numpy as np
-
-        scores = None if any(p.scores is None for p in parts) else np.concatenate([p.scores for p in parts])
-        return Outputs(np.concatenate([p.predictions for p in parts]), scores)
+def outputs_of(scored: Scored) -> Outputs:
+    """A scored batch's predictions and class probabilities, in row order."""
+    return Outputs(scored.predictions[PREDICTION].to_numpy(), scored.raw_scores)
 
 
 @dataclass(frozen=True)
@@ -366,14 +349,10 @@ def paired_bootstrap(metric: Metric, y: np.ndarray, champion: Outputs, challenge
 
     rng = np.random.default_rng(seed)
     n = len(y)
-    champion_value = _score(metric, y, champion, classes)
-    challenger_value = _score(metric, y, challenger, classes)
-    chunk = max(1, min(draws, _CELLS_PER_CHUNK // n))
+    champion_value = score_metric(metric, y, champion, classes)
+    challenger_value = score_metric(metric, y, challenger, classes)
     differences = []
-    for start in range(0, draws, chunk):
-        size = min(chunk, draws - start)
-        drawn = rng.integers(0, n, size=(size, n))
-        weights = np.bincount((drawn + n * np.arange(size)[:, None]).ravel(), minlength=size * n).reshape(size, n)
+    for weights in bootstrap_weights(rng, n, draws):
         differences.append(_better_by(metric, weighted_metric(metric, y, challenger, classes, weights),
                                       weighted_metric(metric, y, champion, classes, weights)))
     spread = np.concatenate(differences)
@@ -387,128 +366,6 @@ def paired_bootstrap(metric: Metric, y: np.ndarray, champion: Outputs, challenge
 
 def _better_by(metric: Metric, challenger, champion):
     return challenger - champion if metric.higher_is_better else champion - challenger
-
-
-def _score(metric: Metric, y: np.ndarray, outputs: Outputs, classes: tuple | None) -> float:
-    """The metric as the rest of reprobook computes it (the METRICS table)."""
-    y = _plain_labels(y, classes)
-    if metric.needs_scores:
-        if outputs.scores is None:
-            raise ReprobookError(f"scoping.primary_metric: {metric.name} needs class probabilities and the model "
-                                 "gives none")
-        return float(metric.compute(y, outputs.scores, list(classes)))
-    return float(metric.compute(y, outputs.predictions))
-
-
-def _plain_labels(y: np.ndarray, classes: tuple | None) -> np.ndarray:
-    """Object arrays of class values as the classes' own dtype (scikit-learn refuses mixed objects)."""
-    import numpy as np
-
-    if classes is None:
-        return y.astype(float)
-    return np.asarray(list(y), dtype=np.asarray(classes).dtype)
-
-
-def weighted_metric(metric: Metric, y: np.ndarray, outputs: Outputs, classes: tuple | None,
-                    weights: np.ndarray) -> np.ndarray:
-    """The metric on each resample (a row of ``weights``): with weights of ones it is the metric itself.
-
-    Vectorised for every metric reprobook knows except multiclass roc_auc and
-    average_precision, which are computed resample by resample (slower, same result).
-    """
-    import numpy as np
-
-    y = _plain_labels(y, classes)
-    p = outputs.predictions
-    total = weights.sum(axis=1)
-    name = metric.name
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if name == "accuracy":
-            return weights @ (p == y).astype(float) / total
-        if name in ("balanced_accuracy", "f1_macro"):
-            return _weighted_per_class(name, y, p, classes, weights)
-        if name == "roc_auc" and len(classes) == 2:
-            return _weighted_auc(y == classes[1], outputs.scores[:, 1], weights)
-        if name == "log_loss":
-            return weights @ _row_log_loss(y, outputs.scores, classes) / total
-        if name in ("mae", "rmse", "r2"):
-            return _weighted_regression(name, y, p.astype(float), weights)
-    return _resample_by_resample(metric, y, outputs, classes, weights)
-
-
-def _weighted_per_class(name: str, y, p, classes: tuple, weights: np.ndarray) -> np.ndarray:
-    """Balanced accuracy (mean recall over the classes present) or macro F1 (over the classes in y or in p)."""
-    import numpy as np
-
-    parts, present = [], []
-    for label in classes:
-        true, predicted = (y == label).astype(float), (p == label).astype(float)
-        hits, actual, claimed = weights @ (true * predicted), weights @ true, weights @ predicted
-        if name == "balanced_accuracy":
-            parts.append(hits / actual)
-            present.append(actual > 0)
-        else:
-            parts.append(2 * hits / (actual + claimed))
-            present.append(actual + claimed > 0)
-    values, present = np.vstack(parts), np.vstack(present)
-    return np.where(present, values, 0).sum(axis=0) / present.sum(axis=0)
-
-
-def _weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC as the Mann-Whitney statistic with row weights: ties count one half, as scikit-learn's."""
-    import numpy as np
-
-    order = np.argsort(score, kind="mergesort")
-    ranked, positive = score[order], positive[order]
-    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-    ordered = weights[:, order].astype(float)
-    pos = np.add.reduceat(ordered * positive, starts, axis=1)
-    neg = np.add.reduceat(ordered * ~positive, starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / np.where(pairs > 0, pairs, 1), np.nan)
-
-
-def _row_log_loss(y, scores: np.ndarray, classes: tuple) -> np.ndarray:
-    """Each row's log loss, probabilities clipped as scikit-learn clips them."""
-    import numpy as np
-
-    eps = np.finfo(scores.dtype).eps
-    probabilities = scores / scores.sum(axis=1, keepdims=True)
-    column = np.searchsorted(np.asarray(classes), y) if _sorted(classes) else [classes.index(v) for v in y]
-    return -np.log(np.clip(probabilities[np.arange(len(y)), column], eps, 1 - eps))
-
-
-def _sorted(classes: tuple) -> bool:
-    return list(classes) == sorted(classes)
-
-
-def _weighted_regression(name: str, y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    total = weights.sum(axis=1)
-    if name == "mae":
-        return weights @ np.abs(y - p) / total
-    squared = weights @ (y - p) ** 2
-    if name == "rmse":
-        return np.sqrt(squared / total)
-    mean = weights @ y / total
-    spread = (weights * (y[None, :] - mean[:, None]) ** 2).sum(axis=1)
-    return 1 - squared / spread
-
-
-def _resample_by_resample(metric: Metric, y, outputs: Outputs, classes: tuple | None, weights: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    values = np.full(len(weights), np.nan)
-    rows = np.arange(weights.shape[1])
-    for i, counts in enumerate(weights):
-        drawn = np.repeat(rows, counts.astype(int))
-        try:
-            values[i] = _score(metric, y[drawn], outputs.take(drawn), classes)
-        except ValueError:  # one class only in this resample: the metric is undefined there
-            continue
-    return values
 
 
 # --- latency -----------------------------------------------------------------
@@ -699,7 +556,7 @@ def shadow_path(served: Path, version: str) -> Path:
 
 
 def _shadow_report(project: Project, pair: Pair, seen: Observed) -> ShadowReport:
-    champion, challenger = Outputs.of(seen.champion), Outputs.of(seen.challenger)
+    champion, challenger = outputs_of(seen.champion), outputs_of(seen.challenger)
     report = ShadowReport(pair.name, pair.champion.version, pair.challenger.version, str(seen.batch.path),
                           seen.batch.digest, len(seen.batch.frame), seen.labels.count if seen.labels else 0,
                           **agreement(champion, challenger, pair.champion.task))
@@ -765,7 +622,7 @@ def _all_metrics(project: Project, labels: Labelled, outputs: Outputs, classes: 
     from reprobook.ml.metrics import evaluate
 
     rows = labels.present
-    y = _plain_labels(labels.values[rows], classes)
+    y = plain_labels(labels.values[rows], classes)
     chosen = outputs.take(rows)
     try:
         return evaluate(project.targets["task"], y, chosen.predictions, chosen.scores,
@@ -822,8 +679,8 @@ class _Evidence:
             return
         rows = routed & seen.labels.present
         self.labels.append(Labelled(seen.labels.values[rows], seen.labels.present[rows], seen.labels.source))
-        self.champion.append(Outputs.of(seen.champion).take(rows))
-        self.challenger.append(Outputs.of(seen.challenger).take(rows))
+        self.champion.append(outputs_of(seen.champion).take(rows))
+        self.challenger.append(outputs_of(seen.challenger).take(rows))
 
     @property
     def rows(self) -> int:
@@ -913,7 +770,7 @@ def _canary_step(project: Project, pair: Pair, seen: Observed, routed: np.ndarra
 
     steps = project.settings.canary_steps
     share = steps[step]
-    champion, challenger = Outputs.of(seen.champion), Outputs.of(seen.challenger)
+    champion, challenger = outputs_of(seen.champion), outputs_of(seen.challenger)
     mine = agreement(champion.take(routed), challenger.take(routed), pair.champion.task)["agreement"] \
         if routed.any() else float("nan")
     comparison: Comparison | str
@@ -1041,7 +898,7 @@ def _promotion_gates(project: Project, candidate: ServingModel, current: str | N
     if labels is None or labels.count == 0:
         raise UsageError(f"{path}: no labels; give --labels FILE (rows '{project.id_column or ID}', "
                          f"'{project.target}') or a batch with a '{project.target}' column")
-    outputs = Outputs.of(capture.score(candidate, batch))
+    outputs = outputs_of(capture.score(candidate, batch))
     comparison: Comparison | str | None = None
     if current is not None:
         comparison = _champion_comparison(project, candidate, current, batch, labels, outputs)
@@ -1064,7 +921,7 @@ def _champion_comparison(project: Project, candidate: ServingModel, current: str
     try:
         champion = capture.load_serving_model(project.root, ModelRef(candidate.name, version=current), project.params)
         capture.check_columns(batch, champion, project.target)
-        scored = Outputs.of(capture.score(champion, batch))
+        scored = outputs_of(capture.score(champion, batch))
     except Exception as exc:  # noqa: BLE001  any failure means "cannot compare", never "promote"
         return f"the champion (version {current}) could not score these rows ({type(exc).__name__}: {exc})"
     return compare(project, labels, np.ones(len(batch.frame), dtype=bool), scored, outputs, candidate.classes)

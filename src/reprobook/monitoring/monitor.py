@@ -252,7 +252,8 @@ def realized(labelled: pd.DataFrame, raw_scores: np.ndarray | None, task: str, c
              seed: int, primary: str) -> dict[str, Interval]:
     """Every metric of the task on the labelled rows; the primary metric and accuracy with the sampling
     error of a batch this size (a bootstrap: resampling every metric would cost seconds per batch)."""
-    from reprobook.ml.metrics import bootstrap_sd, evaluate
+    from reprobook.ml.metrics import evaluate
+    from reprobook.ml.resampling import bootstrap_sd
 
     y_true, y_pred = labelled[cap.LABEL].to_numpy(), labelled[cap.PREDICTION].to_numpy()
     if task == "classification":
@@ -275,7 +276,7 @@ def _as_class_type(y_true: np.ndarray, classes: list | None) -> np.ndarray:
 
 def reference_sd(reference: Reference, metric: str, seed: int) -> float:
     """The sampling error of the held-out value of ``metric``: the reference is a sample too."""
-    from reprobook.ml.metrics import bootstrap_sd
+    from reprobook.ml.resampling import bootstrap_sd
 
     held_out = reference.held_out
     if cap.LABEL not in held_out:
@@ -408,7 +409,8 @@ def monitor_batch(index: int, batch: cap.Batch, scored: cap.Scored, serving: cap
             scores = None if scored.raw_scores is None else scored.raw_scores[known]
             realized_ = realized(subset, scores, reference.task, reference.profile.get("classes"), params.seed,
                                  reference.profile["primary_metric"])
-            estimated_labelled = estimate(reference, subset, scores, params)
+            # All rows labelled: the estimate on them is the one already made.
+            estimated_labelled = estimated if labelled_rows == len(labelled) else estimate(reference, subset, scores, params)
             slices, fairness = slices_and_fairness(subset, features, reference.task, reference.profile.get("classes"),
                                                    analysis)
     findings += judge_performance(reference, estimated, realized_, estimated_labelled, params)
