@@ -231,9 +231,14 @@ class Monitor:
         batch = cap.Batch(path=Path("truth"), frame=features, digest="truth", ids=features["id"].astype(str))
         scored = cap.score(self.serving, batch)
         expected = estimate(self.reference, scored.predictions, scored.raw_scores, self.params.monitoring)
+        held_out_sd = (self.reference.profile.get("performance_sd") or {}).get(self.primary)
+        if held_out_sd is None:
+            from reprobook.monitoring.monitor import reference_sd
+
+            held_out_sd = reference_sd(self.reference, self.primary, self.params.monitoring.seed)
         found = {"data_seed": self.data_seed, "rows": rows, "metric": self.primary,
                  "held_out": self.reference.profile["performance"][self.primary],
-                 "held_out_sd": (self.reference.profile.get("performance_sd") or {}).get(self.primary),
+                 "held_out_sd": held_out_sd,
                  "expected_from_calibration": expected[self.primary].value if self.primary in expected else None}
         if self.primary == "roc_auc" and scored.raw_scores is not None:
             found["true"] = float(roc_auc_score(labels["approved"], scored.raw_scores[:, 1]))
@@ -527,7 +532,7 @@ def render(data: dict) -> str:
         f"Measured by `benchmarks/monitoring_alarms.py` ({data['machine']}, {data['cores']} cores shared with other "
         f"work; reprobook {data['reprobook']} at commit {data.get('library_state', {}).get('start', {}).get('commit', '?')[:7]}"
         f"{' with uncommitted changes to ' + ', '.join(x.split()[-1] for x in data['library_state']['start']['dirty_sources']) if data.get('library_state', {}).get('start', {}).get('dirty_sources') else ''}"
-        f", Evidently {data.get('evidently_version') or 'not run'}). Models: the "
+        f"{measured_note(data)}, Evidently {data.get('evidently_version') or 'not run'}). Models: the "
         f"champions of {len(data.get('models', []))} `reprobook new` loan projects after `reprobook run` (built-in "
         "data, 5,000 rows, HistGradientBoosting, default params.yaml except data.seed: "
         f"{', '.join(str(m['data_seed']) for m in data.get('models', []))}); sequence s is watched by model s mod "
@@ -646,6 +651,11 @@ def render(data: dict) -> str:
     return text
 
 
+def check_rate(setting: dict, key: str) -> str:
+    found = setting["findings_by_check"].get(key, {}).get("batches", {}).get("unlabelled", 0)
+    return f"{found / setting['batches_monitored']['unlabelled']:.1%}"
+
+
 def notes(data: dict) -> list[str]:
     """Reading the tables: what raises the alarms, from the saved figures."""
     out = ["## Reading the results", ""]
@@ -659,7 +669,11 @@ def notes(data: dict) -> list[str]:
         "their retrain_alpha = 0.001 bounds (see the concept-drift z column: retrain needs z < -3.09).",
         "- **Watch** is the per-batch drift alarm: feature drift (Bonferroni over 10 columns at alpha 0.05) and "
         "prediction drift (alpha 0.05) each false-alarm at most ~alpha per batch, so over 30 batches a watch in "
-        "a sequence is expected. The measured per-batch rate is below 5%, but it differs a lot between models: "
+        "a sequence is expected. Per batch without labels: " + "; ".join(
+            f"{int(k):,} rows: feature drift {check_rate(data['settings'][k], 'feature drift (watch)')}, prediction "
+            f"drift {check_rate(data['settings'][k], 'prediction drift (watch)')}, either "
+            f"{data['settings'][k]['no_change']['unlabelled']['batch_watch_or_worse']['rate']:.1%}"
+            for k in sorted(data["settings"], key=int, reverse=True)) + ". The rate differs a lot between models: "
         "each reference is one sample of the training distribution, fixed for all batches, so a reference whose "
         "sample of one column is a little atypical raises that column again and again (model 42: `income` in "
         "most of its feature-drift alarms). Marginally over references the two-sample tests keep alpha; for "
@@ -674,9 +688,13 @@ def notes(data: dict) -> list[str]:
         "- **The shift** (0.2 SD on four columns) is flagged on the first shifted batch in every sequence, by "
         "three checks at once: feature drift (the four columns), prediction drift, and data quality (`age` "
         "moves 3 years past the schema's observed maximum of 75 in ~5% of rows). Evidently at 5,000 rows "
-        "uses distance thresholds (Wasserstein-normed >= 0.1, Jensen-Shannon >= 0.1): clean batches never "
-        "flag a column, the shifted ones flag some of the four columns at once, but its data-set verdict "
-        "(half of the columns) never fires for four drifted columns out of ten.",
+        "uses distance thresholds (Wasserstein-normed >= 0.1, Jensen-Shannon >= 0.1; with this 5,000-row reference "
+        "also for 1,000-row batches): clean batches rarely flag a column, the shifted ones flag some of the four "
+        "columns at once, but its data-set verdict (half of the columns drifted) almost never fires for four "
+        "drifted columns out of ten.",
+        "- Wall time exceeds the ~10-minute aim (see Time per setting): a labelled batch costs several times an "
+        "unlabelled one and Evidently ~1 s per batch on the shared cores; `--sequences`, "
+        "`--labelled-sequences`, `--evidently-sequences` scale the run.",
     ]
     probe = data.get("operations_probe")
     if probe:
@@ -690,6 +708,15 @@ def notes(data: dict) -> list[str]:
             "The runs above use OMP_NUM_THREADS=1 so that the statistics are measured, not the machine's load; "
             "the check judges one timing of one batch against the budget.")
     return out + [""]
+
+
+def measured_note(data: dict) -> str:
+    state = data.get("library_state") or {}
+    start, end = (state.get("start") or {}).get("commit"), (state.get("end") or {}).get("commit")
+    if start and end and start != end:
+        return (f"; the library's modules are loaded at the start, so {start[:7]} is what was measured (HEAD moved "
+                f"to {end[:7]} during the run)")
+    return ""
 
 
 def library_state() -> dict:

@@ -149,6 +149,41 @@ def run_library(project: Path, batches: list[Path], with_labels: bool) -> list[d
     return out
 
 
+def profile_labelled(project: Path, path: Path) -> dict:
+    """Where a labelled monitor_batch spends its time (cumulative seconds of the monitoring functions)."""
+    import cProfile
+    import pstats
+
+    from reprobook.monitoring import capture as cap
+    from reprobook.monitoring.monitor import monitor_batch
+    from reprobook.monitoring.reference import load_reference
+    from reprobook.project.params import project_params
+
+    params = project_params(project)
+    serving = cap.load_serving_model(project, cap.parse_model_ref(None, params), params)
+    reference = load_reference(serving.reference_dir)
+    batch = cap.read_batch(path, params.monitoring.id_column)
+    scored = cap.score(serving, batch)
+    labelled = cap.join_labels(scored.predictions, path.with_suffix(".labels.csv"), reference.profile["target"],
+                               params.monitoring.id_column)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    monitor_batch(1, batch, scored, serving, reference, params.monitoring, params.error_analysis, labelled=labelled)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    wanted = ("check_quality", "check_feature_drift", "check_prediction_drift", "estimate", "realized",
+              "reference_sd", "bootstrap_sd", "slices_and_fairness")
+    found, total = {}, 0.0
+    for (file, _, name), (_, calls, _, cumulative, _) in stats.items():
+        if name == "monitor_batch" and file.endswith("monitor.py"):
+            total = cumulative
+        if name in wanted and "reprobook" in file:
+            key = f"{Path(file).stem}.{name}"
+            seconds, count = found.get(key, (0.0, 0))
+            found[key] = (seconds + cumulative, count + calls)
+    return {"total": total, "functions": dict(sorted(found.items(), key=lambda kv: -kv[1][0]))}
+
+
 def run_evidently(reference: Path, current: Path) -> dict:
     load_before = load1()
     started = time.perf_counter()
@@ -182,11 +217,12 @@ def reading(data: dict) -> list[str]:
     if lib.get("labelled"):
         out.append(f"- With labels, {median(lib['labelled'], 'total_seconds'):.1f} s: the realized metrics' bootstrap "
                    "(scikit-learn metrics on 200 resamples of 100,000 rows), slices and fairness dominate.")
-        out.append("- A cProfile of one labelled monitor_batch on this batch (14.8 s under the profiler, commit "
-                   "3c8f8a4): ml.metrics.bootstrap_sd 9.2 s (8.4 s for the batch's realized metrics: 200 "
-                   "scikit-learn roc_auc_score calls; 0.9 s for the held-out reference's SD, recomputed on every "
-                   "batch by monitor.reference_sd), monitor.estimate 4.1 s (run twice: on all rows and on the "
-                   "labelled rows, the same rows here), slices and fairness 1.2 s.")
+    prof = data.get("profile_labelled")
+    if prof:
+        parts = ", ".join(f"{name} {seconds:.2f} s" + (f" ({calls} calls)" if calls > 1 else "")
+                          for name, (seconds, calls) in prof["functions"].items())
+        out.append(f"- cProfile of one labelled monitor_batch on the first batch ({prof['total']:.1f} s under the "
+                   f"profiler; cumulative time): {parts}.")
     return out + [""]
 
 
@@ -289,6 +325,7 @@ def main() -> None:
         print("stage", stage["runs"][-1], flush=True)
     library = {"unlabelled": run_library(project, batches, with_labels=False),
                "labelled": run_library(project, batches, with_labels=True)}
+    profile = profile_labelled(project, batches[0])
     print("library", [e["total_seconds"] for e in library["unlabelled"]],
           [e["total_seconds"] for e in library["labelled"]], flush=True)
     evidently = None
@@ -305,6 +342,7 @@ def main() -> None:
     profile = json.loads((project / "reports" / "modeling" / "outputs" / "reference" / "profile.json").read_text())
     data = {
         "stage": stage, "library": library, "evidently": evidently, "repeats": args.repeats,
+        "profile_labelled": profile,
         "train_rows": TRAIN_ROWS, "batch_rows": BATCH_ROWS, "reference_rows": profile["rows"]["features"],
         "model": f"{profile.get('primary_metric')} {profile['performance'].get(profile.get('primary_metric')):.3f} held out",
         "machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
