@@ -104,3 +104,11 @@ def stage_threads() -> int:
     """The budget of the stage this process runs in (inside the kernel); all cores outside a stage."""
     chosen = os.environ.get(BUDGET_VARIABLE, "")
     return int(chosen) if chosen.isdigit() and int(chosen) > 0 else available_cores()
+
+
+def load_average() -> float:
+    """The 1-minute load average (NaN where the system has none): beyond the core count, timings measure the load."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return float("nan")

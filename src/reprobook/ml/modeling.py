@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +21,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from reprobook.errors import ReprobookError
+from reprobook.execution.threads import available_cores, load_average
 from reprobook.ml import persistence
 from reprobook.ml.features import xy  # noqa: F401  (notebooks call modeling.xy)
 from reprobook.ml.metrics import evaluate, get_metric, is_better, meets
@@ -114,7 +114,7 @@ def measure_latency(pipeline: Pipeline, x: pd.DataFrame, rows: int, repeats: int
     from reprobook.execution.threads import stage_threads
 
     sample = x.iloc[: min(rows, len(x))]
-    load_before = _load_average()
+    load_before = load_average()
 
     def timed(i: int) -> float:
         row = sample.iloc[i : i + 1]
@@ -145,7 +145,7 @@ def measure_latency(pipeline: Pipeline, x: pd.DataFrame, rows: int, repeats: int
         "repeats": repeats,
         "latency_threads": 1,
         "throughput_threads": threads,
-        "load_average_1m": max(load_before, _load_average()),
+        "load_average_1m": max(load_before, load_average()),
     }
 
 
@@ -157,19 +157,12 @@ def latency_verdict(timings: dict[str, float], budget_ms: float) -> bool | None:
     1-minute load average above the core count means the figure describes the
     machine's load, not the model, so no verdict is given rather than a wrong one.
     """
-    from reprobook.execution.threads import available_cores
-
     load = timings.get("load_average_1m", float("nan"))
     if math.isfinite(load) and load > available_cores():
         return None
     return timings["latency_p95_ms"] <= budget_ms
 
 
-def _load_average() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return float("nan")
 
 
 def prediction_frame(y_true: pd.Series, y_pred: np.ndarray, scores: np.ndarray | None, classes: Any = None) -> pd.DataFrame:

@@ -70,8 +70,17 @@ def client(root: Path):
     # Nor is a progress bar for copying a model of a few kilobytes, printed into every log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(root)
+    exported = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # MLflow also exports the URI to the environment, for child processes; that would make this
+    # project's store the one every later project in the process, and every child it starts, resolves
+    # (tracking_uri reads the variable first): put the environment back as the user had it.
+    for name, value in exported.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
