@@ -36,9 +36,8 @@ def predict_command(
     from reprobook.project.paths import project_root
 
     root = project_root()
-    path, scored, serving, scanned = predict_batch(root, batch, project_params(root), model, out)
-    rows = len(scored.predictions)
-    typer.echo(f"scored {rows} row(s) of {batch} with {serving.label} in {scored.seconds:.2f} s "
+    path, scored, serving, _ = predict_batch(root, batch, project_params(root), model, out)
+    typer.echo(f"scored {len(scored.predictions)} row(s) of {batch} with {serving.label} in {scored.seconds:.2f} s "
                f"({scored.failed} failed); capture: {path}", err=True)
     typer.echo(str(path))
 
@@ -52,6 +51,7 @@ def monitor_command(
     html: HtmlOption = None,
 ) -> None:
     """Monitor BATCH against the serving model's training reference; exit 0 healthy, 1 watch or retrain."""
+    from reprobook.monitoring.monitor import report_text
     from reprobook.monitoring.stage import monitor
     from reprobook.project.paths import project_root
 
@@ -60,27 +60,13 @@ def monitor_command(
     if output_format is OutputFormat.json:
         typer.echo(json.dumps({k: v for k, v in result.report.items() if k not in ("slices",)}, indent=2, sort_keys=True))
     else:
-        typer.echo(_text(result.report))
+        typer.echo(report_text(result.report))
         typer.echo(f"report: {result.html.relative_to(root)}  summary: {result.summary.relative_to(root)}  "
                    f"MLflow run: {result.run_id}", err=True)
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.html, html)
     sys.exit(0 if result.verdict == "healthy" else 1)
-
-
-def _text(report: dict) -> str:
-    lines = [f"batch {report['index']}: {report['verdict'].upper()} ({report['batch']['path']}, "
-             f"{report['batch']['rows']} rows, {report['batch']['labelled_rows']} labelled; "
-             f"model {report['model']['name']} v{report['model']['version']})"]
-    lines += [f"  {f['verdict']:<7} {f['check']}: {f['reason']}" for f in report["findings"]] or ["  no finding"]
-    primary = report["reference"]["primary_metric"]
-    for kind in ("estimated", "realized"):
-        found = (report["metrics"].get(kind) or {}).get(primary)
-        if found:
-            lines.append(f"  {kind} {primary}: {found['value']:.4f} [{found['low']:.4f}, {found['high']:.4f}] "
-                         f"(held-out reference {report['reference']['performance'].get(primary, float('nan')):.4f})")
-    return "\n".join(lines)
 
 
 def retrain_command(

@@ -142,16 +142,22 @@ class BatchReport:
         }
 
     def to_text(self) -> str:
-        lines = [f"batch {self.index}: {self.verdict.upper()} ({self.batch['path']}, {self.batch['rows']} rows, "
-                 f"{self.batch['labelled_rows']} labelled; model {self.model['name']} v{self.model['version']})"]
-        lines += [f"  {f.verdict:<7} {f.check}: {f.reason}" for f in self.findings] or ["  no finding"]
-        primary = self.reference["primary_metric"]
-        for kind, intervals in (("estimated", self.estimated), ("realized", self.realized)):
-            if primary in intervals:
-                low, high = intervals[primary].bounds(self.alpha)
-                lines.append(f"  {kind} {primary}: {intervals[primary].value:.4f} [{low:.4f}, {high:.4f}] "
-                             f"(reference {self.reference['performance'].get(primary, float('nan')):.4f})")
-        return "\n".join(lines)
+        return report_text(self.to_dict())
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """A batch report (:meth:`BatchReport.to_dict`, or a history entry) in a few lines: verdict, findings, performance."""
+    batch, model = report["batch"], report["model"]
+    lines = [f"batch {report['index']}: {report['verdict'].upper()} ({batch['path']}, {batch['rows']} rows, "
+             f"{batch['labelled_rows']} labelled; model {model['name']} v{model['version']})"]
+    lines += [f"  {f['verdict']:<7} {f['check']}: {f['reason']}" for f in report["findings"]] or ["  no finding"]
+    primary = report["reference"]["primary_metric"]
+    for kind in ("estimated", "realized"):
+        found = (report["metrics"].get(kind) or {}).get(primary)
+        if found:
+            lines.append(f"  {kind} {primary}: {found['value']:.4f} [{found['low']:.4f}, {found['high']:.4f}] "
+                         f"(held-out reference {report['reference']['performance'].get(primary, float('nan')):.4f})")
+    return "\n".join(lines)
 
 
 def _z(quantile: float) -> float:
