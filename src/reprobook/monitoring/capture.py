@@ -103,22 +103,34 @@ def parse_model_ref(text: str | None, params: Params) -> ModelRef:
     raise UsageError(f"--model: expected NAME@ALIAS or NAME/VERSION (such as {default}@champion); found {text!r}")
 
 
+def registered_aliases(client, name: str) -> dict[str, str]:
+    """The registered model's aliases (alias -> version); a usage error listing the names when it is not registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {alias: str(version) for alias, version in (client.get_registered_model(name).aliases or {}).items()}
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models())
+        raise UsageError(f"no registered model '{name}' in the tracking store; registered: "
+                         f"{', '.join(names) or 'none (run the pipeline first)'}") from None
+
+
+def alias_listing(aliases: dict[str, str]) -> str:
+    return ", ".join(f"@{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
+
+
 def resolve(client, ref: ModelRef):
     """The registry's model version for ``ref``; a message listing what exists when it names nothing."""
     from mlflow.exceptions import MlflowException
 
     try:
-        registered = client.get_registered_model(ref.name)
-    except MlflowException:
-        names = sorted(m.name for m in client.search_registered_models())
-        raise UsageError(f"--model: no registered model '{ref.name}' in the tracking store; registered: "
-                         f"{', '.join(names) or 'none (run the pipeline first)'}") from None
-    aliases = dict(registered.aliases or {})
+        aliases = registered_aliases(client, ref.name)
+    except UsageError as exc:
+        raise UsageError(f"--model: {exc}") from None
     if ref.alias is not None:
         if ref.alias not in aliases:
-            listed = ", ".join(f"@{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
-            raise UsageError(f"--model: '{ref.name}' has no alias '{ref.alias}'; its aliases: {listed}")
-        return client.get_model_version(ref.name, str(aliases[ref.alias]))
+            raise UsageError(f"--model: '{ref.name}' has no alias '{ref.alias}'; its aliases: {alias_listing(aliases)}")
+        return client.get_model_version(ref.name, aliases[ref.alias])
     try:
         return client.get_model_version(ref.name, ref.version)
     except MlflowException:

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 from reprobook.errors import ReprobookError, UsageError
 from reprobook.monitoring import capture
 from reprobook.ml.resampling import Outputs, bootstrap_weights, plain_labels, score_metric, weighted_metric
-from reprobook.monitoring.capture import ID, LABEL, PREDICTION, Batch, ModelRef, Scored, ServingModel
+from reprobook.monitoring.capture import (ID, LABEL, PREDICTION, Batch, ModelRef, Scored, ServingModel, alias_listing,
+                                         registered_aliases)
 from reprobook.project.params import DeploymentParams, Params
 from reprobook.project.paths import DEPLOYMENT_LOG, TEST_FILE
 
@@ -958,7 +959,7 @@ def rollback(root: Path, name: str | None = None) -> RollbackReport:
     aliases = registered_aliases(client, name)
     if previous_alias not in aliases:
         raise UsageError(f"rollback: '{name}' has no alias '{previous_alias}' (a promotion sets it), so there is "
-                         f"nothing to roll back to; its aliases: {_listing(aliases)}")
+                         f"nothing to roll back to; its aliases: {alias_listing(aliases)}")
     restored, current = aliases[previous_alias], aliases.get(CHAMPION)
     if restored == current:
         raise UsageError(f"rollback: @{previous_alias} and @{CHAMPION} are both version {restored} of '{name}'; "
@@ -979,22 +980,6 @@ def rollback(root: Path, name: str | None = None) -> RollbackReport:
 
 def alias_version(client, name: str, alias: str) -> str | None:
     return registered_aliases(client, name).get(alias)
-
-
-def registered_aliases(client, name: str) -> dict[str, str]:
-    """The registered model's aliases (alias -> version); a usage error listing the names when it is not registered."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return {alias: str(version) for alias, version in (client.get_registered_model(name).aliases or {}).items()}
-    except MlflowException:
-        names = sorted(m.name for m in client.search_registered_models())
-        raise UsageError(f"no registered model '{name}' in the tracking store; registered: "
-                         f"{', '.join(names) or 'none (run the pipeline first)'}") from None
-
-
-def _listing(aliases: dict[str, str]) -> str:
-    return ", ".join(f"@{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
 
 
 # --- the deployment log ------------------------------------------------------

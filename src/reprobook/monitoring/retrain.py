@@ -104,11 +104,6 @@ def retrain(root: Path, batches: list[int] | None = None) -> Retrained:
 
 
 def _alias_version(root: Path, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
     from reprobook.tracking import store
 
-    try:
-        return str(store.client(root).get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    return cap.registered_aliases(store.client(root), name).get(alias)
