@@ -10,18 +10,38 @@ from rich.console import Console
 console = Console(stderr=True)
 out = Console()
 
+SchedulerOption = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", metavar="ADDRESS",
+                 help="run cross-validation and parameter sweeps on a Dask cluster: tcp://host:8786, or local (one "
+                      "worker per core); sets REPROBOOK_SCHEDULER for the stages. The figures do not change"),
+]
+
+
+def use_scheduler(address: str | None) -> None:
+    """Pass ``--scheduler`` to the stages through the environment their kernels inherit, not through params:
+    where the work runs must not change the results, nor DVC's view of a stage."""
+    if address:
+        import os
+
+        from reprobook.execution.cluster import SCHEDULER_VARIABLE
+
+        os.environ[SCHEDULER_VARIABLE] = address
+
 
 def stage_command(
     name: Annotated[str, typer.Argument(help="a stage declared in dvc.yaml")],
     progress: Annotated[
         bool, typer.Option(help="show which cell runs, and for how long, when stderr is a terminal")
     ] = True,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run one stage notebook through papermill and record it in MLflow (what dvc.yaml calls)."""
     from reprobook.execution.progress import terminal_stderr
     from reprobook.execution.runner import run_stage
     from reprobook.project.paths import project_root
 
+    use_scheduler(scheduler)
     root = project_root()
     outcome = run_stage(name, root, progress=progress and terminal_stderr())
     # One line, never folded (soft_wrap) and no number colouring (highlight): a path stays whole.
@@ -40,11 +60,13 @@ def run_command(
         typer.Option("--set-param", "-S", metavar="KEY=VALUE",
                      help="a one-off variant (repeat): run as a DVC experiment in a copy, params.yaml untouched"),
     ] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run the whole pipeline (dvc repro) as one MLflow pipeline run with a child run per stage."""
     from reprobook.execution.pipeline import run_pipeline
     from reprobook.project.paths import project_root
 
+    use_scheduler(scheduler)
     result = run_pipeline(project_root(), force=force, overrides=set_param or [])
     out.print(result.summary(), soft_wrap=True, highlight=False)
     if result.exit_code:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -46,21 +47,59 @@ def predict(pipeline: Pipeline, x: pd.DataFrame, task: str) -> tuple[np.ndarray,
     return y_pred, scores
 
 
-def cross_validate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams) -> dict[str, float]:
-    """Seeded k-fold CV on train: mean and standard deviation of every task metric."""
+def cv_splits(x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The seeded folds (train and held-out row positions): the same for every pipeline cross-validated."""
     splitter = (StratifiedKFold if task == "classification" else KFold)(params.cv_folds, shuffle=True, random_state=params.seed)
-    labels = np.unique(y) if task == "classification" else None
-    per_fold: list[dict[str, float]] = []
-    for train_idx, valid_idx in splitter.split(x, y):
-        model = fit(clone(pipeline), x.iloc[train_idx], y.iloc[train_idx])
-        y_pred, scores = predict(model, x.iloc[valid_idx], task)
-        per_fold.append(evaluate(task, y.iloc[valid_idx], y_pred, scores, labels))
+    return list(splitter.split(x, y))
+
+
+def fold_metrics(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, train_idx: np.ndarray, valid_idx: np.ndarray,
+                 task: str, labels: np.ndarray | None) -> dict[str, float]:
+    """One fold: a clone fitted on the fold's training rows, evaluated on its held-out rows.
+
+    A task on its own (it needs nothing but its arguments), so joblib can run
+    it in this process or on a Dask worker and get the same figures.
+    """
+    model = fit(clone(pipeline), x.iloc[train_idx], y.iloc[train_idx])
+    y_pred, scores = predict(model, x.iloc[valid_idx], task)
+    return evaluate(task, y.iloc[valid_idx], y_pred, scores, labels)
+
+
+def summarise_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and standard deviation of every metric over the folds."""
     summary: dict[str, float] = {}
     for name in per_fold[0]:
         values = np.array([fold[name] for fold in per_fold])
         summary[f"{name}_mean"] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     return summary
+
+
+def cross_validate_many(pipelines: Sequence[Pipeline], x: pd.DataFrame, y: pd.Series, task: str,
+                        params: ModelParams) -> list[dict[str, float]]:
+    """Seeded k-fold CV of each pipeline on the same folds: every (pipeline, fold) pair is one joblib task.
+
+    ``n_jobs=None`` is joblib's configured default. Outside any
+    ``parallel_config`` that is one job: the tasks run here, one after the
+    other, on the stage's thread budget (worker processes beside the kernel's
+    threads would oversubscribe the cores). Under
+    :func:`reprobook.execution.cluster.joblib_on` the Dask backend spreads
+    them over the cluster's workers whatever ``n_jobs`` says. Either way
+    joblib returns results in submission order and each task is seeded by
+    its params, so the figures are the same bit for bit.
+    """
+    splits = cv_splits(x, y, task, params)
+    labels = np.unique(y) if task == "classification" else None
+    tasks = (delayed(fold_metrics)(pipeline, x, y, train_idx, valid_idx, task, labels)
+             for pipeline in pipelines for train_idx, valid_idx in splits)
+    per_fold = Parallel(n_jobs=None)(tasks)
+    k = len(splits)
+    return [summarise_folds(per_fold[i * k : (i + 1) * k]) for i in range(len(pipelines))]
+
+
+def cross_validate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams) -> dict[str, float]:
+    """Seeded k-fold CV on train: mean and standard deviation of every task metric (folds through joblib)."""
+    return cross_validate_many([pipeline], x, y, task, params)[0]
 
 
 def compare_with_targets(test_metrics: dict[str, float], targets: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ randomness is set from params.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -85,6 +86,12 @@ class ModelParams(_Section):
         "a model file naming any other type is refused, never unpickled",
     )
     joblib_copy: bool = Field(False, description="also write models/model.joblib (a pickle) for tools that want one")
+    search: dict[str, Any] = Field(
+        default_factory=dict,
+        description="hyperparameter -> list of values to try: every combination is cross-validated on the same "
+        "folds and the best on the primary metric is refitted as the model (a tie goes to the first in grid "
+        "order); {} = no sweep, model.params as they are",
+    )
 
     @field_validator("trusted_types")
     @classmethod
@@ -95,6 +102,23 @@ class ModelParams(_Section):
         if wrong:
             raise ValueError(f"{wrong[0]!r} is not a dotted type name such as 'mypackage.transformers.Clipper'")
         return value
+
+
+    @field_validator("search")
+    @classmethod
+    def _grid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, values in value.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"'{name}' needs a non-empty list of values to try, such as {{{name}: [3, 5]}}")
+        size = math.prod(len(values) for values in value.values())
+        if size > MAX_SEARCH_CANDIDATES:
+            raise ValueError(f"{size} combinations to cross-validate; at most {MAX_SEARCH_CANDIDATES}: "
+                             "try fewer values")
+        return value
+
+
+MAX_SEARCH_CANDIDATES = 1000
+"""A grid larger than this is a typo (a range pasted as a list), not a sweep anyone waits for."""
 
 
 class ErrorAnalysisParams(_Section):
