@@ -1,0 +1,54 @@
+"""``reprobook server``: a shared MLflow tracking server (PostgreSQL store, served artifacts) for a team.
+
+Exit codes: 0 stopped cleanly (Ctrl-C or SIGTERM), 1 the server failed, 2 a
+usage error (port in use, a SQLite backend) with a one-line message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from reprobook.tracking.server import DEFAULT_PORT, ServerSettings, default_data_dir
+
+
+def server_command(
+    host: Annotated[str, typer.Option(help="interface to bind; 0.0.0.0 exposes the server to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port")] = DEFAULT_PORT,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="PostgreSQL data and the server's log [default: $XDG_DATA_HOME/reprobook/server]")] = None,
+    artifacts_destination: Annotated[Optional[str], typer.Option(
+        "--artifacts-destination",
+        help="where the server stores artifacts: a directory or s3://bucket/prefix (S3 credentials and "
+             "MLFLOW_S3_ENDPOINT_URL from this process's environment) [default: DATA_DIR/artifacts]")] = None,
+    backend_store_uri: Annotated[Optional[str], typer.Option(
+        "--backend-store-uri", help="an existing PostgreSQL database (postgresql://...) instead of a local one")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="server worker processes")] = 2,
+) -> None:
+    """Start MLflow's tracking server on PostgreSQL, in the foreground, until Ctrl-C.
+
+    Clients then need only its URL: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+    (artifacts are uploaded through the server; clients need no bucket credentials).
+    """
+    from reprobook.tracking.server import serve
+
+    data = (data_dir or default_data_dir()).expanduser().resolve()
+    artifacts = artifacts_destination or str(data / "artifacts")
+    settings = ServerSettings(host=host, port=port, data_dir=data, artifacts=artifacts,
+                              backend_store_uri=backend_store_uri, workers=workers)
+    raise typer.Exit(serve(settings, _announce))
+
+
+def _announce(settings: ServerSettings, log: Path) -> None:
+    store = "PostgreSQL" + ("" if settings.backend_store_uri else f" in {settings.data_dir / 'postgres'}")
+    typer.echo(f"MLflow tracking server at {settings.url} (store: {store}; artifacts: {settings.artifacts}; "
+               f"log: {log})", err=True)
+    typer.echo(f"export MLFLOW_TRACKING_URI={settings.url}")
+    typer.echo("Ctrl-C stops it.", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``server`` to ``app`` as a top-level command."""
+    app.command("server")(server_command)

@@ -1,0 +1,67 @@
+"""Queued DVC experiments run by parallel workers, and the check that the tracking store lost none of them.
+
+Shared by the server test (eight experiments, four workers, PostgreSQL) and the
+SQLite test (eight experiments, two workers): what "nothing lost" means is the
+same for both stores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import BIN, sh
+
+# Cheap experiments: the pipeline's real stages, with fewer folds, trees and latency rows.
+EXPERIMENT_PARAMS = ["-S", "model.cv_folds=2", "-S", "model.latency_rows=20", "-S", "model.params.max_iter=30"]
+DEPTHS = [2, 3, 5, 6, 7, 8, 9, 10]
+
+
+def queue_and_run(root: Path, workers: int, timeout_s: float = 480, **env: str) -> str:
+    """Queue one experiment per depth, run them with ``workers`` workers, wait; the queue's final status."""
+    for depth in DEPTHS:
+        sh([str(BIN / "dvc"), "exp", "run", "--queue", "-S", f"model.params.max_depth={depth}", *EXPERIMENT_PARAMS],
+           root, **env)
+    sh([str(BIN / "dvc"), "queue", "start", "-j", str(workers)], root, **env)
+    deadline = time.time() + timeout_s
+    status = ""
+    while time.time() < deadline:
+        status = sh([str(BIN / "dvc"), "queue", "status"], root, **env).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queued experiments still running after {timeout_s:.0f} s:\n{status}")
+
+
+def assert_nothing_lost(client, experiment_id: str, registered_name: str) -> None:
+    """Every experiment: one parent, its two stage runs once each, its params and metrics, one model version."""
+    runs = client.search_runs([experiment_id], max_results=5000)
+    by_name: dict[str, list] = {}
+    for run in runs:
+        name = run.data.tags.get("reprobook.dvc_exp_name")
+        if name:
+            by_name.setdefault(name, []).append(run)
+    assert len(by_name) == len(DEPTHS), f"experiments in the store: {sorted(by_name)}"
+    modeling_runs = []
+    depths = []
+    for name, group in by_name.items():
+        stages = Counter(run.data.tags.get("reprobook.stage") for run in group)
+        assert stages == Counter({"pipeline": 1, "modeling": 1, "error_analysis": 1}), f"{name}: {dict(stages)}"
+        parent = next(run for run in group if run.data.tags["reprobook.stage"] == "pipeline")
+        assert parent.info.status == "FINISHED", f"{name}: parent {parent.info.status}"
+        for run in group:
+            if run is parent:
+                continue
+            assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id, name
+            assert run.data.metrics, f"{name}: {run.data.tags['reprobook.stage']} has no metrics"
+        modeling = next(run for run in group if run.data.tags["reprobook.stage"] == "modeling")
+        assert modeling.data.params["model.cv_folds"] == "2" and "test.roc_auc" in modeling.data.metrics
+        depths.append(int(modeling.data.params["model.params.max_depth"]))
+        modeling_runs.append(modeling.info.run_id)
+    assert sorted(depths) == DEPTHS, "each experiment's own params were recorded"
+    versions = client.search_model_versions(f"name = '{registered_name}'", max_results=1000)
+    registered = Counter(version.run_id for version in versions)
+    assert all(registered[run_id] == 1 for run_id in modeling_runs), \
+        f"model versions per experiment's modeling run: {[registered[r] for r in modeling_runs]}"
+    assert len({version.version for version in versions}) == len(versions), "version numbers are unique"

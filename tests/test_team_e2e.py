@@ -1,0 +1,216 @@
+"""The team set-up, with real servers on 127.0.0.1: `reprobook server` (PostgreSQL from pgserver and
+`mlflow server` serving artifacts into an S3 bucket), an S3 DVC remote (moto in server mode), and
+everything reprobook does against them: the pipeline, the registry, runs, compare, reproduce from a
+fresh clone with an empty cache, monitoring, and eight queued experiments on four workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, copy_project, sh, tool_env
+from queued import assert_nothing_lost, queue_and_run
+
+pytestmark = pytest.mark.e2e
+
+BUCKET = "team"
+# Credentials a test S3 endpoint accepts; they must never reach a committed file or MLflow.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "reprobook-test-key", "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-logged-7f3a",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+SMALL = {"data.n_rows": 1500, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        assert process.poll() is None, f"{process.args[:3]} exited {process.returncode}"
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server: the object store of the DVC remote and of the tracking server's artifacts."""
+    import boto3
+
+    port = free_port()
+    process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=tool_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for(endpoint, process, 60)
+    client = boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in CREDENTIALS.items()
+                                                          if k != "AWS_DEFAULT_REGION"}, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield {"endpoint": endpoint, "client": client}
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, s3):
+    """`reprobook server` as a user starts it, artifacts in the bucket; stopped by SIGTERM at the end."""
+    data = tmp_path_factory.mktemp("server")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "reprobook"), "server", "--data-dir", str(data), "--port", str(port),
+         "--artifacts-destination", f"s3://{BUCKET}/mlflow"],
+        env=tool_env(**CREDENTIALS, MLFLOW_S3_ENDPOINT_URL=s3["endpoint"]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    exported = process.stdout.readline().strip()  # printed once the server answers
+    assert exported == f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}", exported + process.stderr.read()
+    yield {"uri": exported.split("=", 1)[1], "process": process, "data": data}
+    assert stop(process) == 0
+    assert "database system is shut down" in (data / "postgres" / "log").read_text(), "PostgreSQL stopped with it"
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, server, s3):
+    """A project whose default DVC remote is the bucket, run once against the server by `reprobook run`."""
+    import yaml as _yaml
+
+    base = tmp_path_factory.mktemp("team")
+    root = copy_project(base / "project")
+    params = _yaml.safe_load((root / "params.yaml").read_text())
+    for key, value in SMALL.items():
+        section, *rest = key.split(".")
+        node = params[section]
+        for part in rest[:-1]:
+            node = node[part]
+        node[rest[-1]] = value
+    (root / "params.yaml").write_text(_yaml.safe_dump(params, sort_keys=False))
+    dvc = str(BIN / "dvc")
+    sh([dvc, "remote", "remove", "--local", "storage"], root)
+    # The team set-up of the README: URL and endpoint committed, credentials from the environment.
+    sh([dvc, "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc"], root)
+    sh([dvc, "remote", "modify", "team", "endpointurl", s3["endpoint"]], root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "team remote, small params"], root)
+    env = {"MLFLOW_TRACKING_URI": server["uri"], **CREDENTIALS}
+    ran = sh([str(BIN / "reprobook"), "run"], root, **env)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=server["uri"], registry_uri=server["uri"])
+    experiment = client.get_experiment_by_name("reprobook")
+    return {"root": root, "env": env, "client": client, "experiment": experiment, "base": base, "output": ran}
+
+
+def runs_by_stage(team) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for run in team["client"].search_runs([team["experiment"].experiment_id], max_results=1000,
+                                          order_by=["attributes.start_time ASC"]):
+        found.setdefault(run.data.tags.get("reprobook.stage", "?"), []).append(run)
+    return found
+
+
+def bucket_keys(s3, prefix: str) -> list[str]:
+    pages = s3["client"].get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def test_pipeline_run_lands_on_the_server_grouped_with_its_model(team, s3):
+    root, client = team["root"], team["client"]
+    assert not (root / "mlflow.db").exists() and not (root / "mlartifacts").exists(), "nothing went to a local store"
+    stages = runs_by_stage(team)
+    (pipeline,) = stages["pipeline"]
+    assert pipeline.info.status == "FINISHED"
+    children = {run.data.tags["reprobook.stage"] for runs in stages.values() for run in runs
+                if run.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id}
+    assert children == {"scoping", "data", "modeling", "error_analysis"}
+    (modeling,) = stages["modeling"]
+    assert modeling.data.params["data.n_rows"] == "1500" and modeling.data.metrics["test.roc_auc"] > 0.7
+    # Artifacts went through the server into the bucket: the client had no bucket of its own to write to.
+    assert modeling.info.artifact_uri.startswith("mlflow-artifacts:")
+    keys = bucket_keys(s3, "mlflow/")
+    assert any(key.endswith(f"{modeling.info.run_id}/artifacts/notebook/notebook.html") for key in keys)
+    name = yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.run_id == modeling.info.run_id, "the first model of a fresh registry becomes champion"
+
+
+def test_runs_and_compare_read_the_server(team):
+    root, env = team["root"], team["env"]
+    listed = sh([str(BIN / "reprobook"), "runs", "--format", "json"], root, **env).stdout
+    assert {run["stage"] for run in json.loads(listed)} >= {"scoping", "data", "modeling", "error_analysis"}
+    modeling = runs_by_stage(team)["modeling"][0].info.run_id
+    scoping = runs_by_stage(team)["scoping"][0].info.run_id
+    compared = sh([str(BIN / "reprobook"), "compare", modeling, scoping, "--format", "json"], root, **env, check=False)
+    assert compared.returncode in (0, 1) and "Traceback" not in compared.stderr, compared.stderr
+
+
+def test_data_is_pushed_to_the_bucket_and_no_credential_is_recorded(team, s3):
+    client = team["client"]
+    assert bucket_keys(s3, "dvc/"), "reprobook run pushed the data to the S3 remote"
+    modeling = runs_by_stage(team)["modeling"][0]
+    assert modeling.data.tags["reprobook.data_pushed"] == "true"
+    assert modeling.data.tags["reprobook.data_remote"] == f"s3://{BUCKET}/dvc"
+    secret = CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    for path in (".dvc/config", "params.yaml", "dvc.lock"):
+        assert secret not in (team["root"] / path).read_text()
+    for run in client.search_runs([team["experiment"].experiment_id], max_results=1000):
+        recorded = json.dumps({"params": run.data.params, "tags": run.data.tags})
+        assert secret not in recorded and CREDENTIALS["AWS_ACCESS_KEY_ID"] not in recorded
+    environment = client.download_artifacts(modeling.info.run_id, "record", str(team["base"] / "record"))
+    for file in Path(environment).rglob("*"):
+        if file.is_file():
+            assert secret not in file.read_text(errors="replace"), file
+
+
+def test_reproduce_from_a_fresh_clone_pulls_from_the_bucket(team):
+    """Another path, an empty DVC cache, and only the server's URI and the bucket's credentials."""
+    fresh = team["base"] / "elsewhere" / "clone"
+    sh(["git", "clone", "-q", str(team["root"]), str(fresh)], team["base"])
+    assert not (fresh / ".dvc" / "cache").exists()
+    modeling = runs_by_stage(team)["modeling"][0].info.run_id
+    done = sh([str(BIN / "reprobook"), "reproduce", modeling], fresh, **team["env"], check=False, COLUMNS="200")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "REPRODUCED" in done.stdout and "NOT REPRODUCED" not in done.stdout
+    reproduction = runs_by_stage(team)["reproduction"][-1]
+    assert reproduction.data.tags["reprobook.reproduction_of"] == modeling
+
+
+def test_monitoring_against_the_server(team):
+    root, env = team["root"], team["env"]
+    batches = team["base"] / "batches"
+    sh([str(BIN / "reprobook"), "simulate", str(batches), "--schedule", "none:1", "--rows", "600"], root, **env)
+    monitored = sh([str(BIN / "reprobook"), "monitor", str(batches / "batch-000.parquet"), "--labels",
+                    str(batches / "labels-000.csv"), "--format", "json"], root, **env, check=False)
+    assert monitored.returncode in (0, 1), monitored.stdout + monitored.stderr
+    verdict = json.loads(monitored.stdout)["verdict"]
+    (run,) = runs_by_stage(team)["monitoring"]
+    assert run.data.tags["reprobook.monitoring.verdict"] == verdict and run.info.status == "FINISHED"
+
+
+def test_eight_queued_experiments_on_four_workers_lose_nothing(team):
+    root, env = team["root"], team["env"]
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "after the first run", "--allow-empty"], root)
+    status = queue_and_run(root, workers=4, **env)
+    assert status.count("Success") == 8, status
+    name = yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]
+    assert_nothing_lost(team["client"], team["experiment"].experiment_id, name)
+    assert os.environ.get("MLFLOW_TRACKING_URI") != team["env"]["MLFLOW_TRACKING_URI"]
