@@ -116,14 +116,27 @@ def _category_counts(series: pd.Series) -> pd.Series:
 
 def categorical_drift(name: str, reference: pd.Series, current: pd.Series, config: DriftConfig) -> ColumnDrift:
     """Chi-square test and distances of one categorical column (missing is a category)."""
-    ref_counts, cur_counts = _category_counts(reference), _category_counts(current)
+    return categorical_drift_from_counts(
+        name, _category_counts(reference), _category_counts(current), int(len(reference)), int(len(current)),
+        float(reference.isna().mean()) if len(reference) else 0.0,
+        float(current.isna().mean()) if len(current) else 0.0, config,
+    )
+
+
+def categorical_drift_from_counts(name: str, ref_counts: pd.Series, cur_counts: pd.Series, n_reference: int,
+                                  n_current: int, missing_reference: float, missing_current: float,
+                                  config: DriftConfig) -> ColumnDrift:
+    """:func:`categorical_drift` from frequency tables (missing counted under ``MISSING``).
+
+    Tables merge exactly, so drift computed from the merged tables of a
+    partitioned data set equals the in-memory result.
+    """
     table = pd.concat([ref_counts.rename("reference"), cur_counts.rename("current")], axis=1).fillna(0)
     table.index = table.index.astype(str)
     table = table.sort_index()
     result = ColumnDrift(
-        column=name, kind="categorical", test="chi2", n_reference=int(len(reference)), n_current=int(len(current)),
-        missing_reference=float(reference.isna().mean()) if len(reference) else 0.0,
-        missing_current=float(current.isna().mean()) if len(current) else 0.0,
+        column=name, kind="categorical", test="chi2", n_reference=n_reference, n_current=n_current,
+        missing_reference=missing_reference, missing_current=missing_current,
     )
     result.new_categories = [str(c) for c in table.index[(table["reference"] == 0) & (table["current"] > 0)]]
     notes = []

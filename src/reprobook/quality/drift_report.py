@@ -34,9 +34,14 @@ class ColumnDrift:
     new_categories: list[str] = field(default_factory=list)
     note: str = ""
     distribution: dict[str, Any] = field(default_factory=dict)
+    error_bounds: dict[str, float] = field(default_factory=dict)
+    """For figures computed from sketches (partitioned data): the bound on each figure's error; empty = exact."""
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))
+        data = asdict(self)
+        if not self.error_bounds:
+            del data["error_bounds"]  # exact figures: the single-process report keeps its layout
+        return json_safe(data)
 
     def reason(self) -> str:
         """Why the column drifted (or not), in words."""
@@ -50,6 +55,9 @@ class ColumnDrift:
             parts.append(f"missing {self.missing_reference:.1%} -> {self.missing_current:.1%}")
         if self.note:
             parts.append(self.note)
+        if self.error_bounds:
+            parts.append("from sketches, error at most " + ", ".join(
+                f"{name} ±{value:.2g}" for name, value in self.error_bounds.items()))
         return "; ".join(parts)
 
 

@@ -10,6 +10,10 @@
   standard error of about ``1/sqrt(k)`` (0.4% with the default).
 
 Both are deterministic: the same chunks in the same order give the same result.
+Both merge (``merge``): the sketch of two data sets' union from their sketches,
+with the same guarantees, which is what lets partitions be summarised on
+different machines (:mod:`reprobook.quality.summary`). Their state is a few
+plain arrays (``state`` / ``from_state``), saved without pickle.
 """
 
 from __future__ import annotations
@@ -47,6 +51,65 @@ class QuantileSketch:
         """True while no compaction happened: quantiles are then exact."""
         return len(self.levels) <= 1
 
+    @property
+    def rank_error(self) -> float:
+        """Bound on the rank error as a fraction of the count: 0 while exact, else ``2 * levels / capacity``.
+
+        A compaction at level h moves at most 2**h of weight past any value
+        and consumes more than ``capacity`` values of weight 2**h, so each
+        level adds less than count/capacity of rank error, merges included;
+        the factor 2 also covers reading a quantile off a weighted value.
+        """
+        return 0.0 if self.exact else 2.0 * len(self.levels) / self.capacity
+
+    def merge(self, other: "QuantileSketch") -> None:
+        """Add another sketch's values (level by level, then compact): the sketch of the union."""
+        if other.capacity != self.capacity:
+            raise ValueError(f"cannot merge quantile sketches of capacity {self.capacity} and {other.capacity}")
+        if other.count == 0:
+            return
+        self.count += other.count
+        for level, values in enumerate(other.levels):
+            if values.size:
+                self._push(level, values)
+        self._compact()
+
+    def weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sketch's values in order and the cumulative weight up to each (the last equals ``count``)."""
+        if self.count == 0:
+            return np.empty(0), np.empty(0)
+        values = np.concatenate(self.levels)
+        weights = np.concatenate([np.full(v.size, 2.0**h) for h, v in enumerate(self.levels)])
+        order = np.argsort(values, kind="stable")
+        return values[order], np.cumsum(weights[order])
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Share of values <= x, within ``rank_error`` of the exact share."""
+        values, cumulative = self.weighted()
+        if values.size == 0:
+            return np.zeros(np.shape(x))
+        index = np.searchsorted(values, x, side="right")
+        return np.where(index > 0, cumulative[np.maximum(index - 1, 0)], 0.0) / self.count
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Plain arrays holding the whole state (for saving without pickle)."""
+        sizes = np.array([v.size for v in self.levels], dtype=np.int64)
+        values = np.concatenate(self.levels) if self.levels else np.empty(0)
+        header = np.array([self.capacity, self.count], dtype=np.int64)
+        return {"header": header, "sizes": sizes, "offsets": np.array(self._offsets, dtype=np.int64), "values": values}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "QuantileSketch":
+        """The sketch :meth:`state` described."""
+        capacity, count = (int(v) for v in state["header"])
+        sketch = cls(capacity)
+        sketch.count = count
+        cuts = np.cumsum(state["sizes"])[:-1]
+        if state["sizes"].size:
+            sketch.levels = [np.asarray(v, dtype=np.float64) for v in np.split(state["values"], cuts)]
+        sketch._offsets = [int(v) for v in state["offsets"]]
+        return sketch
+
     def add(self, values: np.ndarray) -> None:
         """Add finite values (any order)."""
         if values.size == 0:
@@ -81,10 +144,7 @@ class QuantileSketch:
             return np.full(probabilities.shape, np.nan)
         if self.exact:
             return quantiles_of_sorted(self.levels[0], probabilities)
-        values = np.concatenate(self.levels)
-        weights = np.concatenate([np.full(v.size, 2.0**h) for h, v in enumerate(self.levels)])
-        order = np.argsort(values, kind="stable")
-        values, cumulative = values[order], np.cumsum(weights[order])
+        values, cumulative = self.weighted()
         ranks = probabilities * (cumulative[-1] - 1)
         return values[np.minimum(np.searchsorted(cumulative, ranks, side="right"), values.size - 1)]
 
@@ -110,6 +170,17 @@ class DistinctSketch:
         keep[:1] = True
         np.not_equal(merged[1:], merged[:-1], out=keep[1:])
         self.hashes = merged[keep][: self.k]
+
+    def merge(self, other: "DistinctSketch") -> None:
+        """The k smallest of both sketches' hashes: the sketch of the union."""
+        if other.k != self.k:
+            raise ValueError(f"cannot merge distinct sketches of k={self.k} and k={other.k}")
+        self.hashes = np.unique(np.concatenate([self.hashes, other.hashes]))[: self.k]
+
+    @property
+    def relative_error(self) -> float:
+        """Relative standard error of :meth:`estimate`: 0 while exact, else 1/sqrt(k - 2) (KMV)."""
+        return 0.0 if self.exact else 1.0 / np.sqrt(self.k - 2)
 
     @property
     def exact(self) -> bool:
