@@ -93,6 +93,25 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         console.print("aborted")
         sys.exit(130)
+    except Exception as exc:
+        locked = None if debug else _store_locked(exc)
+        if locked is None:
+            raise
+        console.print(f"error: {locked}", style="red", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _store_locked(error: Exception) -> str | None:
+    """The one-line message for a SQLite tracking store other writers kept locked, else None."""
+    from pathlib import Path
+
+    from reprobook.tracking import store
+
+    try:
+        uri = store.tracking_uri(Path.cwd())
+    except Exception:  # noqa: BLE001 - no project here: the message is the error's own
+        return None
+    return store.locked_message(error, uri)
 
 
 if __name__ == "__main__":

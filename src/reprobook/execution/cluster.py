@@ -62,7 +62,7 @@ def dask_client(address: str, workers: int | None = None, memory_limit: str | No
             yield client
         return
     try:
-        client = Client(address, timeout="15s")
+        client = Client(address, timeout="8s")
     except Exception as error:  # noqa: BLE001 - OSError, TimeoutError, ValueError for a bad address
         raise ClusterError(f"no Dask scheduler at {address} ({type(error).__name__}: {error}); "
                            f"start one (dask scheduler) or use --scheduler local") from error

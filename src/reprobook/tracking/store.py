@@ -50,7 +50,19 @@ def tracking_uri(root: Path) -> str:
     return uri
 
 
-def artifact_root(root: Path) -> str:
+def is_local(uri: str) -> bool:
+    """A store in a file on this machine (SQLite, or MLflow's file store), not a server."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def artifact_root(root: Path) -> str | None:
+    """Where a new experiment's artifacts go: the home project's ``mlartifacts`` for a local store.
+
+    A tracking server decides for itself (None): with ``--serve-artifacts`` it
+    proxies uploads to its own destination, so clients need no access to it.
+    """
+    if not is_local(tracking_uri(root)):
+        return None
     return (home_root(root) / "mlartifacts").as_uri()
 
 
@@ -69,6 +81,9 @@ def client(root: Path):
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     # Nor is a progress bar for copying a model of a few kilobytes, printed into every log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Against a server MLflow prints "View run ... at: URL" to stdout at the end of every run, where it
+    # corrupts a command's JSON output (and costs a request per run): `reprobook runs` lists them.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     uri = tracking_uri(root)
     exported = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
@@ -81,7 +96,102 @@ def client(root: Path):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    if uri.startswith("sqlite:"):
+        return guarded_sqlite_client(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+SQLITE_LOCK_WAIT_S = 120
+"""How long a call waits out a SQLite store locked by other writers before giving up (:func:`locked_message`)."""
+_OPENED: set[str] = set()
+
+
+def guarded_sqlite_client(uri: str):
+    """A client on a SQLite store made safe for several processes writing at once (queued experiments, CI jobs).
+
+    Two failures MLflow's users report, both turned here into waits:
+
+    - *Schema creation.* MLflow creates the tables of a new file when a client
+      opens the store, after checking that they are missing: two processes
+      opening a new store together both create them, and all but one fail
+      halfway through the migrations (measured: 5 of 6 processes started
+      together). The first client of a process is made under a file lock
+      beside the database.
+    - *A locked database.* SQLite takes one writer at a time; MLflow waits up
+      to 20 s for the lock, but a transaction that began by reading and then
+      writes is refused at once while another connection holds the write
+      lock (waiting could deadlock). Every call of the returned client is
+      retried with back-off on "database is locked": the refused transaction
+      was rolled back, so a retry writes once. (``BEGIN IMMEDIATE``, which
+      would make SQLite itself wait, deadlocks MLflow: its store opens a
+      second session inside a first.)
+
+    A wait longer than :data:`SQLITE_LOCK_WAIT_S` is an error that names the
+    store and suggests a server (:func:`locked_message`, printed by the
+    command line), never a silent gap in the record.
+    """
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    if uri in _OPENED:
+        return RetryingClient(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.lock", timeout=SQLITE_LOCK_WAIT_S):
+        mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # opens (and creates) the tracking store
+        mlflow_client._get_registry_client().store  # noqa: B018 - and the registry's
+    _OPENED.add(uri)
+    return RetryingClient(mlflow_client, uri)
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose calls wait out a SQLite store another process is writing to."""
+
+    def __init__(self, inner, uri: str) -> None:
+        self._inner = inner
+        self._uri = uri
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            return retry_while_locked(lambda: attribute(*args, **kwargs), self._uri)
+
+        call.__name__ = name
+        call.__doc__ = attribute.__doc__
+        return call
+
+
+def retry_while_locked(work, uri: str, wait_s: float = SQLITE_LOCK_WAIT_S):
+    """``work()``, retried with exponential back-off (0.05 s to 2 s, jittered) while SQLite reports a lock."""
+    import random
+    import time
+
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return work()
+        except Exception as error:
+            if not is_locked(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 2.0)
+
+
+def is_locked(error: BaseException) -> bool:
+    text = f"{error} {error.__cause__ or ''}"
+    return "database is locked" in text or "database table is locked" in text
+
+
+def locked_message(error: BaseException, uri: str) -> str | None:
+    """One line for a SQLite store that stayed locked, or None when ``error`` is something else."""
+    if not uri.startswith("sqlite:") or not is_locked(error):
+        return None
+    return (f"the MLflow store {uri} stayed locked by other writers for over {SQLITE_LOCK_WAIT_S} s: SQLite takes "
+            "one writer at a time; for many concurrent runs use a tracking server (reprobook server; docs/team.md)")
 
 
 def experiment_id(mlflow_client, name: str, root: Path) -> str:
