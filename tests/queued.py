@@ -7,23 +7,26 @@ same for both stores.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
-from conftest import BIN, sh
+from conftest import BIN, sh, tool_env
 
 # Cheap experiments: the pipeline's real stages, with fewer folds, trees and latency rows.
 EXPERIMENT_PARAMS = ["-S", "model.cv_folds=2", "-S", "model.latency_rows=20", "-S", "model.params.max_iter=30"]
 DEPTHS = [2, 3, 5, 6, 7, 8, 9, 10]
 
 
-def queue_and_run(root: Path, workers: int, timeout_s: float = 480, **env: str) -> str:
+def queue_and_run(root: Path, workers: int, timeout_s: float = 540, **env: str) -> str:
     """Queue one experiment per depth, run them with ``workers`` workers, wait; the queue's final status."""
     for depth in DEPTHS:
         sh([str(BIN / "dvc"), "exp", "run", "--queue", "-S", f"model.params.max_depth={depth}", *EXPERIMENT_PARAMS],
            root, **env)
-    sh([str(BIN / "dvc"), "queue", "start", "-j", str(workers)], root, **env)
+    # Its workers are daemons that inherit the command's output: a pipe would stay open until they exit.
+    subprocess.run([str(BIN / "dvc"), "queue", "start", "-j", str(workers)], cwd=root, env=tool_env(**env),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=120)
     deadline = time.time() + timeout_s
     status = ""
     while time.time() < deadline:

@@ -1,8 +1,8 @@
 """Several processes writing to one new SQLite store at once (what queued experiments do): nothing lost.
 
 Without the guard in ``tracking.store`` most of them fail while MLflow creates
-the schema (measured: 5 of 6 processes started together); the end-to-end case,
-eight queued DVC experiments on two workers, is in tests/test_pipeline_e2e.py.
+the schema (measured: 5 of 6 processes started together). Then the end-to-end
+case: eight queued DVC experiments on two workers, each complete in the store.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import tool_env
+import pytest
+import yaml
+from conftest import BIN, copy_project, set_params, sh, tool_env
+from queued import assert_nothing_lost, queue_and_run
 
 WRITER = """
 import sys, time
@@ -49,3 +52,21 @@ def test_writers_started_together_on_a_new_store_lose_nothing(tmp_path: Path):
     assert len(runs) == 5 * 15
     assert all(run.info.status == "FINISHED" and len(run.data.metrics) == 10 for run in runs)
     assert sorted(run.data.tags["writer"] for run in runs) == sorted(str(n) for n in range(5) for _ in range(15))
+
+
+@pytest.mark.e2e
+def test_eight_queued_experiments_on_two_workers_lose_nothing(tmp_path: Path):
+    from mlflow import MlflowClient
+
+    root = copy_project(tmp_path / "project")
+    set_params(root, **{"data.n_rows": 1500, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40})
+    sh(["git", "commit", "-qam", "small data"], root)
+    sh([str(BIN / "reprobook"), "run"], root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "after the first run"], root)
+    status = queue_and_run(root, workers=2)
+    assert status.count("Success") == 8, status
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]
+    assert_nothing_lost(client, client.get_experiment_by_name("reprobook").experiment_id, name)

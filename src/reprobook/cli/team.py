@@ -1,7 +1,9 @@
-"""``reprobook server``: a shared MLflow tracking server (PostgreSQL store, served artifacts) for a team.
+"""``reprobook server`` (a shared MLflow tracking server: PostgreSQL store, served artifacts) and
+``reprobook migrate-store`` (a project's SQLite store moved into it, run ids kept).
 
-Exit codes: 0 stopped cleanly (Ctrl-C or SIGTERM), 1 the server failed, 2 a
-usage error (port in use, a SQLite backend) with a one-line message.
+Exit codes: 0 done (the server stopped cleanly by Ctrl-C or SIGTERM), 1 the
+server or the move failed, 2 a usage error (port in use, a SQLite backend, a
+target store that is not empty) with a one-line message.
 """
 
 from __future__ import annotations
@@ -49,6 +51,35 @@ def _announce(settings: ServerSettings, log: Path) -> None:
     typer.echo("Ctrl-C stops it.", err=True)
 
 
+def migrate_store_command(
+    source: Annotated[Path, typer.Argument(help="the SQLite store to move (a project's mlflow.db)")],
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="the local server's folder (as for reprobook server) [default: $XDG_DATA_HOME/reprobook/server]")] = None,
+    backend_store_uri: Annotated[Optional[str], typer.Option(
+        "--backend-store-uri", help="an existing PostgreSQL database (postgresql://...) instead of the local server's")] = None,
+    artifacts_destination: Annotated[Optional[str], typer.Option(
+        "--artifacts-destination", help="the server's artifact destination [default: DATA_DIR/artifacts]")] = None,
+) -> None:
+    """Move a SQLite MLflow store into a new server database: every run (same ids), metric, model and artifact.
+
+    Run it once, before the team starts logging to the server; the target must be empty.
+    """
+    import contextlib
+
+    from reprobook.tracking.migrate import migrate
+    from reprobook.tracking.server import local_postgres
+
+    data = (data_dir or default_data_dir()).expanduser().resolve()
+    artifacts = artifacts_destination or str(data / "artifacts")
+    with contextlib.ExitStack() as stack:
+        target = backend_store_uri or stack.enter_context(local_postgres(data))
+        done = migrate(f"sqlite:///{source.expanduser().resolve()}", target, artifacts,
+                       say=lambda line: typer.echo(line, err=True))
+    typer.echo(f"moved {done.runs} runs of {done.experiments} experiments ({done.rows} rows in {done.tables} tables, "
+               f"{done.artifact_folders} artifact folders) from {source}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``server`` to ``app`` as a top-level command."""
+    """Add ``server`` and ``migrate-store`` to ``app`` as top-level commands."""
     app.command("server")(server_command)
+    app.command("migrate-store")(migrate_store_command)
