@@ -90,6 +90,23 @@ def sh(args: list[str], cwd: Path, check: bool = True, timeout: float = COMMAND_
     return result
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> int:
+    """Stop a server as a user's Ctrl-C or a service manager would (SIGTERM); its exit code."""
+    import signal
+
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
 def tracked_files() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True

@@ -7,13 +7,14 @@ case: eight queued DVC experiments on two workers, each complete in the store.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, copy_project, set_params, sh, tool_env
+from conftest import BIN, copy_project, free_port, set_params, sh, stop, tool_env
 from queued import assert_nothing_lost, queue_and_run
 
 WRITER = """
@@ -54,19 +55,64 @@ def test_writers_started_together_on_a_new_store_lose_nothing(tmp_path: Path):
     assert sorted(run.data.tags["writer"] for run in runs) == sorted(str(n) for n in range(5) for _ in range(15))
 
 
-@pytest.mark.e2e
-def test_eight_queued_experiments_on_two_workers_lose_nothing(tmp_path: Path):
+@pytest.fixture(scope="module")
+def queued(tmp_path_factory) -> dict:
+    """A project run once, then eight queued experiments on two workers, all on the project's SQLite store."""
     from mlflow import MlflowClient
 
-    root = copy_project(tmp_path / "project")
+    base = tmp_path_factory.mktemp("queued")
+    root = copy_project(base / "project")
     set_params(root, **{"data.n_rows": 1500, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40})
     sh(["git", "commit", "-qam", "small data"], root)
     sh([str(BIN / "reprobook"), "run"], root)
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-qm", "after the first run"], root)
     status = queue_and_run(root, workers=2)
-    assert status.count("Success") == 8, status
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name = yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]
-    assert_nothing_lost(client, client.get_experiment_by_name("reprobook").experiment_id, name)
+    return {"root": root, "base": base, "status": status, "uri": uri,
+            "client": MlflowClient(tracking_uri=uri, registry_uri=uri),
+            "model": yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]}
+
+
+@pytest.mark.e2e
+def test_eight_queued_experiments_on_two_workers_lose_nothing(queued):
+    assert queued["status"].count("Success") == 8, queued["status"]
+    client = queued["client"]
+    assert_nothing_lost(client, client.get_experiment_by_name("reprobook").experiment_id, queued["model"])
+
+
+@pytest.mark.e2e
+def test_the_store_moves_to_a_server_with_its_run_ids_models_and_artifacts(queued):
+    """`reprobook migrate-store`, then `reprobook server` on the same folder: the same runs, through HTTP."""
+    from mlflow import MlflowClient
+
+    data = queued["base"] / "server"
+    moved = sh([str(BIN / "reprobook"), "migrate-store", str(queued["root"] / "mlflow.db"), "--data-dir", str(data)],
+               queued["root"])
+    assert "moved" in moved.stdout and "1 artifact folders" in moved.stdout, moved.stdout + moved.stderr
+    again = sh([str(BIN / "reprobook"), "migrate-store", str(queued["root"] / "mlflow.db"), "--data-dir", str(data)],
+               queued["root"], check=False)
+    assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "reprobook"), "server", "--data-dir", str(data), "--port", str(port)],
+                              env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        uri = server.stdout.readline().strip().split("=", 1)[-1]
+        assert uri == f"http://127.0.0.1:{port}", server.stderr.read()
+        old, new = queued["client"], MlflowClient(tracking_uri=uri, registry_uri=uri)
+        experiment = old.get_experiment_by_name("reprobook").experiment_id
+        before = {run.info.run_id: run.data for run in old.search_runs([experiment], max_results=1000)}
+        after = {run.info.run_id: run.data for run in new.search_runs([experiment], max_results=1000)}
+        assert set(after) == set(before) and len(after) > 20
+        assert all(after[k].metrics == before[k].metrics and after[k].params == before[k].params for k in before)
+        champion = new.get_model_version_by_alias(queued["model"], "champion")
+        assert champion.run_id == old.get_model_version_by_alias(queued["model"], "champion").run_id
+        html = new.download_artifacts(champion.run_id, "notebook/notebook.html", str(queued["base"] / "download"))
+        assert Path(html).read_bytes() == next((queued["root"] / "mlartifacts").rglob(
+            f"{champion.run_id}/artifacts/notebook/notebook.html")).read_bytes()
+        listed = sh([str(BIN / "reprobook"), "runs", "--format", "json"], queued["root"], MLFLOW_TRACKING_URI=uri)
+        assert {run["run_id"] for run in json.loads(listed.stdout)} <= set(before)
+        fresh = new.create_run(experiment)  # the server goes on numbering after the moved rows
+        assert fresh.info.run_id not in before
+    finally:
+        assert stop(server) == 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, copy_project, sh, tool_env
+from conftest import BIN, copy_project, free_port, sh, stop, tool_env
 from queued import assert_nothing_lost, queue_and_run
 
 pytestmark = pytest.mark.e2e
@@ -27,12 +25,6 @@ BUCKET = "team"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "reprobook-test-key", "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-logged-7f3a",
                "AWS_DEFAULT_REGION": "us-east-1"}
 SMALL = {"data.n_rows": 1500, "model.cv_folds": 2, "model.latency_rows": 20, "model.params.max_iter": 40}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, process: subprocess.Popen, timeout_s: float) -> None:
@@ -45,11 +37,6 @@ def wait_for(url: str, process: subprocess.Popen, timeout_s: float) -> None:
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"{url} did not answer within {timeout_s:.0f} s")
-
-
-def stop(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +201,17 @@ def test_eight_queued_experiments_on_four_workers_lose_nothing(team):
     name = yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]
     assert_nothing_lost(team["client"], team["experiment"].experiment_id, name)
     assert os.environ.get("MLFLOW_TRACKING_URI") != team["env"]["MLFLOW_TRACKING_URI"]
+
+
+def test_a_credential_in_the_committed_dvc_config_is_refused_before_any_work(team):
+    root, env = team["root"], team["env"]
+    config = root / ".dvc" / "config"
+    original = config.read_text()
+    sh([str(BIN / "dvc"), "remote", "modify", "team", "secret_access_key", CREDENTIALS["AWS_SECRET_ACCESS_KEY"]], root)
+    try:
+        refused = sh([str(BIN / "reprobook"), "run", "-S", "model.params.max_depth=3"], root, **env, check=False)
+    finally:
+        config.write_text(original)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "secret_access_key of remote 'team'" in refused.stderr and ".dvc/config.local" in refused.stderr
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in refused.stdout + refused.stderr

@@ -40,6 +40,7 @@ def check(root: Path, params: Params) -> None:
     problems = [
         *params_problems(root, params),
         *store_problems(root),
+        *remote_problems(root),
         *disk_problems(root),
     ]
     if problems:
@@ -208,6 +209,33 @@ def store_problems(root: Path) -> list[str]:
             return [f"tracking store {_without_credentials(parsed)}: unreachable ({exc.strerror or exc}); "
                     "start the server or fix MLFLOW_TRACKING_URI"]
     return []
+
+
+REMOTE_SECRETS = ("access_key_id", "secret_access_key", "session_token", "password", "account_key", "sas_token",
+                  "connection_string", "gdrive_client_secret", "key_passphrase")
+
+
+def remote_problems(root: Path) -> list[str]:
+    """A credential in ``.dvc/config``, the committed file, would reach every clone and the git history."""
+    import configparser
+
+    config = root / ".dvc" / "config"
+    if not config.is_file():
+        return []
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(config)
+    except configparser.Error:
+        return []  # DVC reports a malformed config itself
+    problems = []
+    for section in parser.sections():
+        found = [key for key in parser[section] if key in REMOTE_SECRETS]
+        if found and section.startswith("remote"):
+            name = section.split('"')[1] if '"' in section else section
+            problems.append(f".dvc/config (committed) holds {', '.join(found)} of remote '{name}': move it to the "
+                            f"git-ignored .dvc/config.local (dvc remote modify --local {name} {found[0]} ...) or the "
+                            "environment (AWS_ACCESS_KEY_ID, ...), and out of git history")
+    return problems
 
 
 def _without_credentials(parsed) -> str:
