@@ -164,6 +164,17 @@ def _check_estimator(params: Params, task: str | None) -> dict:
         return {"kind": kind, "problems": [str(exc)]}
     except Exception as exc:  # InvalidParameterError and friends: a value the estimator refuses
         return {"kind": kind, "problems": [f"model.params: {exc}"]}
+    if params.model.search:  # a sweep's names and values, checked before DVC deletes anything
+        from sklearn.pipeline import Pipeline
+
+        from reprobook.ml import search
+
+        alone = Pipeline([(search.MODEL_STEP, estimator)])
+        try:
+            search.check_names(alone, params.model.search)
+            search.check_values(alone, search.grid(params.model.search))
+        except ReprobookError as exc:
+            return {"kind": kind, "problems": [str(exc)]}
     return {"kind": kind, "problems": []}
 
 
