@@ -241,8 +241,9 @@ def remote_problems(root: Path) -> list[str]:
     problems = []
     for section in parser.sections():
         found = [key for key in parser[section] if key in REMOTE_SECRETS]
-        if found and section.startswith("remote"):
-            name = section.split('"')[1] if '"' in section else section
+        header = section.strip("'")  # DVC writes ['remote "name"']
+        if found and header.startswith("remote"):
+            name = header.split('"')[1] if '"' in header else header
             problems.append(f".dvc/config (committed) holds {', '.join(found)} of remote '{name}': move it to the "
                             f"git-ignored .dvc/config.local (dvc remote modify --local {name} {found[0]} ...) or the "
                             "environment (AWS_ACCESS_KEY_ID, ...), and out of git history")
