@@ -106,6 +106,17 @@ def mlflow_server_command(settings: ServerSettings) -> list[str]:
     ]
 
 
+def server_environment(backend_store_uri: str) -> dict[str, str]:
+    """The server's environment: the store's URI, and no GenAI job runners unless the user asks.
+
+    MLflow 3's server starts seven ``huey`` job-runner processes for its GenAI
+    features (scorers, online evaluation), which reprobook does not use; they
+    stay off unless ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION`` is set.
+    """
+    return {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+
+
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -165,7 +176,7 @@ def running(settings: ServerSettings, log: Path) -> Iterator[subprocess.Popen]:
         with log.open("ab") as sink:
             process = subprocess.Popen(mlflow_server_command(settings), stdout=sink, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                       env={**os.environ, "MLFLOW_BACKEND_STORE_URI": backend})
+                                       env=server_environment(backend))
         stack.callback(stop, process)
         wait_until_healthy(settings.url, process, log)
         yield process
