@@ -206,6 +206,18 @@ def detect_drift(
             raise ReprobookError(f"the {label} data set is empty: nothing to compare")
     config = config or DriftConfig()
     ref_names, cur_names = [str(c) for c in reference.columns], [str(c) for c in current.columns]
+    columns = columns_to_compare(ref_names, cur_names, columns)
+    results = parallel_map(lambda c: _column_drift(c, reference[c], current[c], config), columns)
+    _decide(results, config)
+    return DriftReport(
+        columns=results, config=config, n_reference=int(len(reference)), n_current=int(len(current)),
+        only_in_reference=[c for c in ref_names if c not in cur_names],
+        only_in_current=[c for c in cur_names if c not in ref_names],
+    )
+
+
+def columns_to_compare(ref_names: list[str], cur_names: list[str], columns: list[str] | None) -> list[str]:
+    """The columns asked for (default: those both data sets have), each checked to be in both."""
     if columns is None:
         columns = [c for c in ref_names if c in cur_names]
     else:
@@ -214,10 +226,4 @@ def detect_drift(
             raise ReprobookError(f"column(s) {absent} requested for drift are not in both data sets")
     if not columns:
         raise ReprobookError(f"reference and current data have no column in common (reference: {ref_names[:10]})")
-    results = parallel_map(lambda c: _column_drift(c, reference[c], current[c], config), columns)
-    _decide(results, config)
-    return DriftReport(
-        columns=results, config=config, n_reference=int(len(reference)), n_current=int(len(current)),
-        only_in_reference=[c for c in ref_names if c not in cur_names],
-        only_in_current=[c for c in cur_names if c not in ref_names],
-    )
+    return columns

@@ -44,6 +44,24 @@ MAX_TRACKED_CATEGORIES = 100_000
 DEFAULT_CHUNKSIZE = 200_000
 
 
+def add_numbers(state, values: np.ndarray) -> np.ndarray:
+    """Add a chunk of numbers to a column's mergeable summaries; its finite values, sorted.
+
+    ``state`` is any column summary with ``missing``, ``n_infinite``,
+    ``moments``, ``quantiles`` and ``distinct`` (this module's accumulator, and
+    :class:`reprobook.quality.summary.ColumnSummary` of the partitioned engine):
+    one rule for what counts as missing, infinite and present.
+    """
+    present = values[~np.isnan(values)]
+    state.missing += int(values.size - present.size)
+    finite = np.sort(present[np.isfinite(present)])
+    state.n_infinite += int(present.size - finite.size)
+    state.moments = state.moments.merge(Moments.of(finite))
+    state.quantiles.add(finite)
+    state.distinct.add(present)
+    return finite
+
+
 @dataclass
 class _Accumulator:
     """Streaming state of one column in pass 2."""
@@ -68,13 +86,7 @@ class _Accumulator:
         self.count += int(series.size)
         if is_numeric(self.kind):
             values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            present = values[~np.isnan(values)]
-            self.missing += int(values.size - present.size)
-            finite = np.sort(present[np.isfinite(present)])
-            self.n_infinite += int(present.size - finite.size)
-            self.moments = self.moments.merge(Moments.of(finite))
-            self.quantiles.add(finite)
-            self.distinct.add(present)
+            finite = add_numbers(self, values)
             if self._edges is not None:
                 counts = counts_in_bins(finite, self._edges)
                 self.histogram = counts if self.histogram is None else self.histogram + counts

@@ -36,7 +36,7 @@ from reprobook.quality.statistics import (
     histogram_edges,
     top_values,
 )
-from reprobook.quality.streaming import MAX_TRACKED_CATEGORIES
+from reprobook.quality.streaming import MAX_TRACKED_CATEGORIES, add_numbers
 
 SUMMARY_VERSION = 1
 
@@ -102,13 +102,7 @@ class ColumnSummary:
 
     def _add_numbers(self, values: np.ndarray, edges: np.ndarray | None) -> None:
         self._numeric_state()
-        present = values[~np.isnan(values)]
-        self.missing += int(values.size - present.size)
-        finite = np.sort(present[np.isfinite(present)])
-        self.n_infinite += int(present.size - finite.size)
-        self.moments = self.moments.merge(Moments.of(finite))
-        self.quantiles.add(finite)
-        self.distinct.add(present)
+        finite = add_numbers(self, values)
         if finite.size:
             low, high = float(finite[0]), float(finite[-1])
             self.low = low if self.low is None else min(self.low, low)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from reprobook.errors import ReprobookError
 from reprobook.quality import drift_tests as t
-from reprobook.quality.drift import MISSING, _decide, categorical_drift_from_counts, numeric_drift
+from reprobook.quality.drift import MISSING, _decide, categorical_drift_from_counts, columns_to_compare, numeric_drift
 from reprobook.quality.drift_config import DriftConfig
 from reprobook.quality.drift_report import ColumnDrift, DriftReport
 from reprobook.quality.kinds import is_numeric
@@ -149,14 +149,7 @@ def drift_from_summaries(reference: DatasetSummary, current: DatasetSummary, *, 
             raise ReprobookError(f"the {label} data set is empty: nothing to compare")
     config = config or DriftConfig()
     ref_names, cur_names = reference.names, current.names
-    if columns is None:
-        columns = [c for c in ref_names if c in cur_names]
-    else:
-        absent = [c for c in columns if c not in ref_names or c not in cur_names]
-        if absent:
-            raise ReprobookError(f"column(s) {absent} requested for drift are not in both data sets")
-    if not columns:
-        raise ReprobookError(f"reference and current data have no column in common (reference: {ref_names[:10]})")
+    columns = columns_to_compare(ref_names, cur_names, columns)
     results = parallel_map(
         lambda c: summary_column_drift(c, reference.column(c), current.column(c), config), columns)
     _decide(results, config)
