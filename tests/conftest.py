@@ -28,6 +28,18 @@ GIT_ENV = {
 }
 
 
+# The longest modules first (each runs whole on one xdist worker): started last, one of them
+# kept a worker busy for minutes after the other had finished everything else.
+LONGEST_FIRST = ("test_team_e2e.py", "test_ci_e2e.py", "test_sqlite_writers.py", "test_monitoring_e2e.py",
+                 "test_deployment_e2e.py", "test_pipeline_e2e.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Longest-processing-time-first scheduling of the modules; the order within a module is kept."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPROBOOK_"))}
     env.update(GIT_ENV)

@@ -2,8 +2,8 @@
 
 One project copy runs the default pipeline through `reprobook run`; the tests
 then check its reports, metrics, MLflow record and registry, DVC's change
-detection, determinism against the committed dvc.lock and metrics, and a
-queued DVC experiment logging to the same store.
+detection, and determinism against the committed dvc.lock and metrics
+(queued DVC experiments: tests/test_sqlite_writers.py and tests/test_team_e2e.py).
 """
 
 from __future__ import annotations
@@ -230,34 +230,6 @@ def test_dvc_metrics_and_plots_commands_work(pipeline):
     sh([str(BIN / "dvc"), "metrics", "diff"], root)
     plots = sh([str(BIN / "dvc"), "plots", "show", "-o", str(root / ".plots")], root)
     assert (root / ".plots" / "index.html").is_file(), plots.stdout + plots.stderr
-
-
-def test_queued_experiment_logs_to_project_store(pipeline):
-    root = pipeline["root"]
-    sh(["git", "add", "-A"], root)
-    sh(["git", "commit", "-qm", "after first run"], root)
-    sh([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "model.params.max_depth=2"], root)
-    sh([str(BIN / "dvc"), "queue", "start", "-j", "1"], root)
-    import time
-
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        status = sh([str(BIN / "dvc"), "queue", "status"], root).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
-    assert "Success" in status, status
-    runs = [r for r in stage_runs(root, "modeling") if r.data.params.get("model.params.max_depth") == "2"]
-    assert runs, "the queued experiment's modeling run is missing from the project's mlflow.db"
-    name = runs[-1].data.tags.get("reprobook.dvc_exp_name")
-    assert name
-    # One experiment, one group: its stage runs sit under a parent named for the experiment,
-    # ended by its last stage (no outer process is there to end it).
-    parent = mlflow_client(root).get_run(runs[-1].data.tags["mlflow.parentRunId"])
-    assert parent.info.run_name == name and parent.info.status == "FINISHED"
-    grouped = {r.data.tags["reprobook.stage"] for r in stage_runs(root)
-               if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert grouped == {"modeling", "error_analysis"}
 
 
 # --- the registered model as a user loads it (mlflow.pyfunc, mlflow models serve) ---

@@ -116,7 +116,7 @@ def guarded_sqlite_client(uri: str):
       opening a new store together both create them, and all but one fail
       halfway through the migrations (measured: 5 of 6 processes started
       together). The first client of a process is made under a file lock
-      beside the database.
+      (:func:`opening_lock`).
     - *A locked database.* SQLite takes one writer at a time; MLflow waits up
       to 20 s for the lock, but a transaction that began by reading and then
       writes is refused at once while another connection holds the write
@@ -137,11 +137,21 @@ def guarded_sqlite_client(uri: str):
         return RetryingClient(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{database}.lock", timeout=SQLITE_LOCK_WAIT_S):
+    with FileLock(opening_lock(database), timeout=SQLITE_LOCK_WAIT_S):
         mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # opens (and creates) the tracking store
         mlflow_client._get_registry_client().store  # noqa: B018 - and the registry's
     _OPENED.add(uri)
     return RetryingClient(mlflow_client, uri)
+
+
+def opening_lock(database: Path) -> str:
+    """The file lock for opening ``database``: in the temporary folder, not beside it in the work tree,
+    where an untracked file would mark every run of a project without a matching .gitignore entry dirty.
+    (A SQLite store is only safe on one machine's disk, so a machine-wide folder serves every writer.)"""
+    import tempfile
+
+    key = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    return str(Path(tempfile.gettempdir()) / f"reprobook-mlflow-{key}.lock")
 
 
 class RetryingClient:
