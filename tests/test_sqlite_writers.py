@@ -109,7 +109,7 @@ def test_the_store_moves_to_a_server_with_its_run_ids_models_and_artifacts(queue
         experiment = old.get_experiment_by_name("reprobook").experiment_id
         before = {run.info.run_id: run.data for run in old.search_runs([experiment], max_results=1000)}
         after = {run.info.run_id: run.data for run in new.search_runs([experiment], max_results=1000)}
-        assert set(after) == set(before) and len(after) > 20
+        assert set(after) == set(before) and len(after) > 10
         assert all(after[k].metrics == before[k].metrics and after[k].params == before[k].params for k in before)
         champion = new.get_model_version_by_alias(queued["model"], "champion")
         assert champion.run_id == old.get_model_version_by_alias(queued["model"], "champion").run_id
