@@ -122,3 +122,39 @@ def test_the_store_moves_to_a_server_with_its_run_ids_models_and_artifacts(queue
         assert fresh.info.run_id not in before
     finally:
         assert stop(server) == 0
+
+
+def test_a_locked_store_is_waited_out_then_named_with_the_server_suggested():
+    import sqlite3
+
+    from reprobook.tracking import store
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "written"
+
+    assert store.retry_while_locked(flaky, "sqlite:///x.db") == "written" and len(calls) == 3
+
+    def locked():
+        raise sqlite3.OperationalError("database is locked")
+
+    try:
+        store.retry_while_locked(locked, "sqlite:///x.db", wait_s=0.3)
+    except sqlite3.OperationalError as error:
+        caught = error
+        message = store.locked_message(error, "sqlite:////data/mlflow.db")
+    else:
+        raise AssertionError("a store locked for longer than the wait must fail")
+    assert "sqlite:////data/mlflow.db" in message and "reprobook server" in message
+    assert store.locked_message(ValueError("other"), "sqlite:////data/mlflow.db") is None
+    assert store.locked_message(caught, "http://127.0.0.1:5000") is None
+    with_other_error = []
+    try:
+        store.retry_while_locked(lambda: with_other_error.append(1) or 1 / 0, "sqlite:///x.db")
+    except ZeroDivisionError:
+        pass
+    assert with_other_error == [1], "other errors are not retried"

@@ -215,3 +215,13 @@ def test_a_credential_in_the_committed_dvc_config_is_refused_before_any_work(tea
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "secret_access_key of remote 'team'" in refused.stderr and ".dvc/config.local" in refused.stderr
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in refused.stdout + refused.stderr
+
+
+def test_server_refuses_a_busy_port_and_a_sqlite_backend_in_one_line(server):
+    port = server["uri"].rsplit(":", 1)[1]
+    busy = sh([str(BIN / "reprobook"), "server", "--port", port, "--data-dir", str(server["data"] / "other")],
+              server["data"], check=False)
+    assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr, busy.stderr
+    sqlite = sh([str(BIN / "reprobook"), "server", "--port", str(free_port()), "--backend-store-uri",
+                 "sqlite:///mlflow.db", "--data-dir", str(server["data"] / "other")], server["data"], check=False)
+    assert sqlite.returncode == 2 and "concurrent writers" in sqlite.stderr and "Traceback" not in sqlite.stderr
