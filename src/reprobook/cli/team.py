@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from reprobook.tracking.server import DEFAULT_PORT, ServerSettings, default_data_dir
+# The server module is imported when a command runs, not with the CLI (every `reprobook` call pays its imports).
+DEFAULT_PORT = 5000
 
 
 def server_command(
@@ -34,7 +35,7 @@ def server_command(
     Clients then need only its URL: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000
     (artifacts are uploaded through the server; clients need no bucket credentials).
     """
-    from reprobook.tracking.server import serve
+    from reprobook.tracking.server import ServerSettings, default_data_dir, serve
 
     data = (data_dir or default_data_dir()).expanduser().resolve()
     artifacts = artifacts_destination or str(data / "artifacts")
@@ -43,7 +44,7 @@ def server_command(
     raise typer.Exit(serve(settings, _announce))
 
 
-def _announce(settings: ServerSettings, log: Path) -> None:
+def _announce(settings, log: Path) -> None:
     store = "PostgreSQL" + ("" if settings.backend_store_uri else f" in {settings.data_dir / 'postgres'}")
     typer.echo(f"MLflow tracking server at {settings.url} (store: {store}; artifacts: {settings.artifacts}; "
                f"log: {log})", err=True)
@@ -67,7 +68,7 @@ def migrate_store_command(
     import contextlib
 
     from reprobook.tracking.migrate import migrate
-    from reprobook.tracking.server import local_postgres
+    from reprobook.tracking.server import default_data_dir, local_postgres
 
     data = (data_dir or default_data_dir()).expanduser().resolve()
     artifacts = artifacts_destination or str(data / "artifacts")

@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ from pathlib import Path
 from reprobook.errors import ReprobookError, UsageError
 
 DATABASE = "mlflow"
-DEFAULT_PORT = 5000
 START_TIMEOUT_S = 180.0  # the first start creates MLflow's schema: about 40 migrations
 
 
@@ -118,6 +116,8 @@ def server_environment(backend_store_uri: str) -> dict[str, str]:
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = START_TIMEOUT_S) -> None:
+    import urllib.request
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
