@@ -178,3 +178,19 @@ def test_the_scheduler_option_only_sets_the_variable_the_stages_inherit(command,
     monkeypatch.setattr(target, start)
     result = CliRunner().invoke(app, [*command, "--scheduler", "tcp://127.0.0.1:8786"])
     assert isinstance(result.exception, _Stop) and seen == ["tcp://127.0.0.1:8786"]
+
+
+def test_preflight_refuses_a_bad_sweep_before_anything_runs():
+    """`reprobook run` checks model.search (names and every candidate's values) before DVC deletes outputs."""
+    from reprobook.project import preflight
+
+    def problems(search: dict) -> list[str]:
+        params = Params.model_validate({"model": {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+                                                  "params": {"max_depth": 4}, "search": search}})
+        return preflight._estimator_problems(params, "classification")
+
+    assert problems({"max_depth": [2, 3]}) == []
+    (misspelled,) = problems({"max_dept": [2, 3]})
+    assert misspelled.startswith("model.search.max_dept:") and "did you mean 'max_depth'" in misspelled
+    (refused,) = problems({"max_depth": [2, -1]})
+    assert refused.startswith("model.search: candidate {'max_depth': -1}")

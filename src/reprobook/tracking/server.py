@@ -162,14 +162,14 @@ def check_settings(settings: ServerSettings) -> None:
     if settings.backend_store_uri and settings.backend_store_uri.startswith("sqlite"):
         raise UsageError("--backend-store-uri: a shared server needs a database that takes concurrent writers "
                          f"(postgresql://...); found {settings.backend_store_uri}")
-    if "://" not in settings.artifacts:
-        Path(settings.artifacts).mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
 def running(settings: ServerSettings, log: Path) -> Iterator[subprocess.Popen]:
     """The database (unless given) and ``mlflow server`` on it, up and healthy; both stopped on exit."""
     check_settings(settings)
+    if "://" not in settings.artifacts:  # a directory (a bucket is the user's to create)
+        Path(settings.artifacts).mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         backend = settings.backend_store_uri or stack.enter_context(local_postgres(settings.data_dir))
         log.parent.mkdir(parents=True, exist_ok=True)
