@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,31 @@ def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+WARM_DIR = Path(tempfile.mkdtemp(prefix="reprobook-warm-tests-"))
+"""This test process's warm processes (reprobook.warm): their own private folder, stopped at the end."""
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPROBOOK_"))}
     env.update(GIT_ENV)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["MPLBACKEND"] = "Agg"
+    env["REPROBOOK_WARM_DIR"] = str(WARM_DIR)
     env.update(extra)
     return env
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stop the warm processes the tests started (they would otherwise wait out their idle time)."""
+    from reprobook.warm import client, location
+
+    previous = os.environ.get(location.DIR_VARIABLE)
+    os.environ[location.DIR_VARIABLE] = str(WARM_DIR)
+    try:
+        client.stop_all()
+    finally:
+        os.environ.pop(location.DIR_VARIABLE) if previous is None else os.environ.__setitem__(location.DIR_VARIABLE, previous)
+    shutil.rmtree(WARM_DIR, ignore_errors=True)
 
 
 COMMAND_TIMEOUT = 420  # seconds: below pytest-timeout's 600, so a hang is diagnosed here, not just killed

@@ -26,7 +26,8 @@ from reprobook.errors import ReprobookError
 from reprobook.tracking.secrets import redact_text
 
 COMMAND_GROUPS = ("reprobook.cli.project", "reprobook.cli.pipeline", "reprobook.cli.quality", "reprobook.cli.reproduce",
-                  "reprobook.cli.monitoring", "reprobook.cli.simulate", "reprobook.cli.deployment", "reprobook.cli.team")
+                  "reprobook.cli.monitoring", "reprobook.cli.simulate", "reprobook.cli.deployment", "reprobook.cli.team",
+                  "reprobook.cli.warm")
 USAGE_EXIT = 2
 
 app = typer.Typer(

@@ -371,10 +371,31 @@ def _current_champion_score(client, root: Path, name: str, x, y, metric_name: st
     return prepared or score_champion(client, name, x, y, metric_name, task, trusted)
 
 
-def log_and_register(client, run_id: str, root: Path, params: Params) -> Promotion:
-    """Log the model to the run, register it under its bound name, and decide its alias.
+def log_model(client, run_id: str, root: Path, params: Params) -> str:
+    """Log the saved model to the run without registering it; return its LoggedModel id.
 
-    Raises :class:`RegistryMismatch` before anything is logged when the run
+    The stage's process calls this as soon as the notebook has saved the
+    model, while the kernel still evaluates and times it (about 0.8 s of
+    serialising, signature and input-example checks off the stage's critical
+    path); :func:`log_and_register` registers the logged model once the stage
+    has succeeded. A run that fails afterwards keeps the logged model, as its
+    record of what was trained, and registers nothing.
+    """
+    from reprobook.ml.modeling import load_model, xy
+    from reprobook.ml.prep import read_split
+    from reprobook.ml.scoping import load_targets
+
+    trusted = params.model.trusted_types
+    features, _ = xy(read_split(root).test, load_targets(root)["target"])
+    info = _log_model(client, run_id, load_model(root / MODEL_FILE, trusted), features, None, root / MODEL_FILE, trusted)
+    return str(info.model_id)
+
+
+def log_and_register(client, run_id: str, root: Path, params: Params, logged: str | None = None) -> Promotion:
+    """Log the model to the run (unless it was ``logged`` already: its LoggedModel id), register it under
+    its bound name, and decide its alias.
+
+    Raises :class:`RegistryMismatch` before anything is registered when the run
     solves another problem than the registered name stands for.
     """
     from reprobook.ml.modeling import load_model, xy
@@ -382,7 +403,6 @@ def log_and_register(client, run_id: str, root: Path, params: Params) -> Promoti
     from reprobook.ml.scoping import load_targets
 
     trusted = params.model.trusted_types
-    model = load_model(root / MODEL_FILE, trusted)
     targets = load_targets(root)
     task, metric_name = targets["task"], targets["primary_metric"]
     features, y = xy(read_split(root).test, targets["target"])
@@ -390,7 +410,11 @@ def log_and_register(client, run_id: str, root: Path, params: Params) -> Promoti
     binding = Binding(task, targets["target"], tuple(str(c) for c in features.columns))
     check_binding(client, name, binding.task, binding.target, binding.features)
     champion = _current_champion_score(client, root, name, features, y, metric_name, task, trusted)
-    version = _log_model(run_id, model, features, name, root / MODEL_FILE, trusted)
+    if logged is None:
+        model = load_model(root / MODEL_FILE, trusted)
+        version = str(_log_model(client, run_id, model, features, name, root / MODEL_FILE, trusted).registered_model_version)
+    else:
+        version = _register(logged, name)
     bind(client, name, binding)
     comparison = json.loads((root / "reports/modeling/metrics.json").read_text())["comparison"]
     promotion = gate(comparison["value"], comparison["meets_threshold"], champion, metric_name, task, name, version)
@@ -416,10 +440,12 @@ def target_leaks(root: Path) -> list[dict[str, str]]:
         return []
 
 
-def _log_model(run_id: str, model: Any, features: pd.DataFrame, name: str, path: Path, trusted: Sequence[str]) -> str:
-    """Log the model (skops, with its trust list) with a signature and an input example, register it.
+def _log_model(client, run_id: str, model: Any, features: pd.DataFrame, name: str | None, path: Path,
+               trusted: Sequence[str]) -> Any:
+    """Log the model (skops, with its trust list) with a signature and an input example, and register it
+    under ``name`` if one is given.
 
-    Returns the new version. The skops types MLflow records are the ones this
+    Returns MLflow's model info (its ``registered_model_version`` when registered). The skops types MLflow records are the ones this
     project's policy accepted (:func:`reprobook.ml.persistence.trusted_types`),
     so ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` load it without
     unpickling.
@@ -431,18 +457,32 @@ def _log_model(run_id: str, model: Any, features: pd.DataFrame, name: str, path:
 
     example = features.head(5)
     signature = _signature(model, features, example)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=trusted_types(path.read_bytes(), trusted),
-            pip_requirements=_requirements(),
-        )
-    return str(info.registered_model_version)
+    # The run is named, not resumed as the active run: ending an active run would mark it FINISHED
+    # while the stage still runs (the model is logged before the last cells: log_model above). So the
+    # LoggedModel is created here, in the run's experiment with the run's params, as MLflow does for
+    # an active run; without one it would go to the default experiment.
+    run = client.get_run(run_id)
+    created = mlflow.initialize_logged_model(name="model", source_run_id=run_id, params=dict(run.data.params),
+                                             experiment_id=run.info.experiment_id)
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        registered_model_name=name,
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=trusted_types(path.read_bytes(), trusted),
+        pip_requirements=_requirements(),
+        run_id=run_id,
+        model_id=created.model_id,
+    )
+
+
+def _register(model_id: str, name: str) -> str:
+    """Register a model logged earlier (:func:`log_model`) as a new version of ``name``; return the version."""
+    import mlflow
+
+    return str(mlflow.register_model(f"models:/{model_id}", name).version)
 
 
 def _signature(model: Any, features: pd.DataFrame, example: pd.DataFrame) -> ModelSignature:

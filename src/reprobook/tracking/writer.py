@@ -45,6 +45,12 @@ def registers_model(stage: Stage) -> bool:
     return MODEL_FILE in stage.outs
 
 
+def will_register(stage: Stage, tags: dict[str, str], *, interactive: bool = False) -> bool:
+    """Whether a successful run of ``stage`` with ``tags`` registers its model. A reproduction re-creates
+    a model already registered, and an interactive run is exploration: neither registers one."""
+    return registers_model(stage) and not interactive and "reprobook.reproduction_of" not in tags
+
+
 @dataclass(frozen=True)
 class RunExtras:
     """What a run of a stage outside the pipeline adds to its record (a monitored batch)."""
@@ -101,8 +107,13 @@ def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int
 
 
 def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, error: str | None,
-                     interactive: bool = False, extras: RunExtras = RunExtras()) -> str:
+                     interactive: bool = False, extras: RunExtras = RunExtras(), logged_model: str | None = None) -> str:
     """Complete the run record from the stage's files, register the model, end the run; return its status.
+
+    ``logged_model`` is the id of the model already logged to the run while the
+    stage ran (:func:`reprobook.tracking.registry.log_model`): it is registered
+    as it is rather than logged again, and the run's metrics are linked to it,
+    as MLflow links them to a model logged after them.
 
     Round trips to the store are few: the metrics and tags in one batch, every
     file of the record (notebook, HTML, outputs, plots, metrics, ``record/``)
@@ -126,15 +137,16 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
         extra_tags = [RunTag(store.TAG_ERROR, secrets.redact_text(error)[:5000])] if error else []
         if digest:
             extra_tags.append(RunTag(store.TAG_PREDICTION_DIGEST, digest))
-        client.log_batch(run_id, metrics=[Metric(k, v, now, extras.step) for k, v in sorted(metrics.items())], tags=extra_tags)
+        logged = [Metric(k, v, now, extras.step) for k, v in sorted(metrics.items())]
+        if logged_model and not error:
+            logged += [Metric(k, v, now, extras.step, model_id=logged_model, run_id=run_id) for k, v in sorted(metrics.items())]
+        client.log_batch(run_id, metrics=logged, tags=extra_tags)
         try:
-            # A reproduction re-creates a model already registered, and an interactive run is
-            # exploration: neither registers a model.
-            if registers_model(stage) and not error and not interactive and "reprobook.reproduction_of" not in tags:
+            if not error and will_register(stage, tags, interactive=interactive):
                 from reprobook.tracking.registry import log_and_register
 
                 try:
-                    log_and_register(client, run_id, root, params)
+                    log_and_register(client, run_id, root, params, logged=logged_model)
                 except Exception as exc:
                     client.set_tag(run_id, store.TAG_ERROR, secrets.redact_text(f"registration: {exc}")[:5000])
                     raise

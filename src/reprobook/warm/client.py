@@ -58,7 +58,7 @@ def delegate(args: list[str]) -> int | None:
     if where is None:
         return None
     key = location.environment_key()
-    connection = _connect(location.socket_path(where, key))
+    connection = connect(location.socket_path(where, key))
     if connection is None:
         start(where, key)
         return None
@@ -66,7 +66,7 @@ def delegate(args: list[str]) -> int | None:
         return _run(connection, args)
 
 
-def _connect(path: Path) -> socket.socket | None:
+def connect(path: Path) -> socket.socket | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(str(path))
