@@ -104,6 +104,9 @@ def run_pipeline(root: Path, *, force: bool = False, overrides: list[str] | None
 
     # Before DVC deletes any stage's outputs: a mistake in params.yaml or an override, the store, the disk.
     preflight.check(root, project_params(root, overrides))
+    from reprobook.warm import client as warm
+
+    warm.prestart()  # loads while DVC starts and checks what changed: the stages are forked from it
     if overrides:
         from reprobook.tracking import gitinfo
 

@@ -66,6 +66,22 @@ def delegate(args: list[str]) -> int | None:
         return _run(connection, args)
 
 
+def prestart() -> bool:
+    """Start this environment's warm process now unless it runs (``reprobook run`` does, before DVC's own
+    start-up, so that its stages find it ready); True if one was started."""
+    if not location.enabled():
+        return False
+    where = location.folder()
+    if where is None:
+        return False
+    key = location.environment_key()
+    connection = connect(location.socket_path(where, key))
+    if connection is not None:
+        connection.close()
+        return False
+    return start(where, key)
+
+
 def connect(path: Path) -> socket.socket | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
