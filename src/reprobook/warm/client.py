@@ -187,15 +187,15 @@ def running() -> list[dict]:
     current = location.environment_key()
     found = []
     for lock in sorted(where.glob("*.lock")):
-        pid = _holder(lock)
-        if pid is not None:
-            found.append({"key": lock.stem, "pid": pid, "current": lock.stem == current,
+        held = holder(lock)
+        if held is not None:
+            found.append({"key": lock.stem, "pid": held[0], "current": lock.stem == current,
                           "socket": str(location.socket_path(where, lock.stem))})
     return found
 
 
-def _holder(lock: Path) -> int | None:
-    """The pid of the warm process holding ``lock``, or None if nobody holds it."""
+def holder(lock: Path) -> tuple[int, str] | None:
+    """The pid and interpreter of the warm process holding ``lock``, or None if nobody holds it."""
     import fcntl
 
     try:
@@ -203,8 +203,8 @@ def _holder(lock: Path) -> int | None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
-                text = handle.read().strip()
-                return int(text) if text.isdigit() else None
+                pid, _, executable = handle.read().partition("\n")
+                return (int(pid), executable.strip()) if pid.strip().isdigit() else None
             return None
     except OSError:
         return None

@@ -94,7 +94,7 @@ def serve(key: str, path: list[str]) -> None:
         return  # another one runs or is starting
     lock.seek(0)
     lock.truncate()
-    lock.write(str(os.getpid()))
+    lock.write(f"{os.getpid()}\n{sys.executable}")
     lock.flush()
     started = time.perf_counter()
     try:
@@ -106,7 +106,23 @@ def serve(key: str, path: list[str]) -> None:
           f"({threading.active_count()} thread)", flush=True)
     gc.collect()
     gc.freeze()
-    _accept(location.socket_path(where, key), lock)
+    listener = _listen(location.socket_path(where, key))
+    _retire_others(where, key)
+    _accept(location.socket_path(where, key), listener, lock)
+
+
+def _retire_others(where: Path, key: str) -> None:
+    """Stop the warm processes of this interpreter under other keys: an upgrade or an edit of reprobook
+    made them stale, and each holds a few hundred megabytes. They finish their running stages first."""
+    from reprobook.warm.client import holder
+
+    for other in where.glob("*.lock"):
+        if other.stem == key:
+            continue
+        found = holder(other)
+        if found is not None and found[1] == sys.executable:
+            with contextlib.suppress(OSError):
+                os.kill(found[0], signal.SIGTERM)
 
 
 def _listen(path: Path) -> socket.socket:
@@ -120,8 +136,7 @@ def _listen(path: Path) -> socket.socket:
     return listener
 
 
-def _accept(path: Path, lock) -> None:
-    listener = _listen(path)
+def _accept(path: Path, listener: socket.socket, lock) -> None:
     inode = path.stat().st_ino
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
