@@ -103,15 +103,17 @@ def test_after_sigkill_the_next_stage_ends_the_orphaned_run(tmp_path):
     import nbformat
 
     root = copy_project(tmp_path / "project")
+    # Without the warm process (a killed client's fork ends its run itself): the stage in its own process.
+    cold = {"REPROBOOK_WARM": "0"}
     # A first run creates the store (its schema takes seconds); the second is on record from its first
     # cell, and a last cell that waits keeps it RUNNING long enough to be killed there.
-    sh([str(BIN / "reprobook"), "stage", "scoping"], root)
+    sh([str(BIN / "reprobook"), "stage", "scoping"], root, **cold)
     source = root / "notebooks" / "01_scoping.ipynb"
     original = source.read_text()
     slow = nbformat.read(source, as_version=4)
     slow.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(30)"))
     nbformat.write(slow, source)
-    process = subprocess.Popen([str(BIN / "reprobook"), "stage", "scoping"], cwd=root, env=tool_env(),
+    process = subprocess.Popen([str(BIN / "reprobook"), "stage", "scoping"], cwd=root, env=tool_env(**cold),
                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_running_stage(root, "scoping", process)
@@ -123,7 +125,7 @@ def test_after_sigkill_the_next_stage_ends_the_orphaned_run(tmp_path):
             process.kill()
     assert _stage_status(root, "scoping") == "RUNNING"
     source.write_text(original)
-    result = sh([str(BIN / "reprobook"), "stage", "scoping"], root)
+    result = sh([str(BIN / "reprobook"), "stage", "scoping"], root, **cold)
     assert "marked KILLED" in result.stderr
     statuses = sorted(r.info.status for r in _runs(root))
     assert statuses == ["FINISHED", "FINISHED", "KILLED"]

@@ -37,6 +37,7 @@ WARM_COMMANDS = frozenset({"stage"})
 """Commands run in a fork of the warm process: the ones a data scientist (and DVC) run over and over."""
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 HEADER = struct.Struct(">Q")
+STARTED_TIMEOUT_S = 10.0
 _SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "KEY")
 
 
@@ -109,6 +110,9 @@ def _run(connection: socket.socket, args: list[str]) -> int | None:
     os.umask(umask)
     header = json.dumps({"argv": args, "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
                          "path": sys.path}).encode()
+    # A warm process that does not fork within seconds is stuck (stopped, swapped out): run here. Closing
+    # the connection first makes a late fork see its client gone and stop before the command runs.
+    connection.settimeout(STARTED_TIMEOUT_S)
     try:
         socket.send_fds(connection, [HEADER.pack(len(header))], _standard_fds())
         connection.sendall(header)
@@ -124,12 +128,16 @@ def _run(connection: socket.socket, args: list[str]) -> int | None:
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
     try:
         started = False
-        for message in _messages(connection):
-            if "started" in message:
-                started = True
-            elif "status" in message:
-                code = os.waitstatus_to_exitcode(int(message["status"]))
-                return code if code >= 0 else 128 - code
+        try:
+            for message in _messages(connection):
+                if "started" in message:
+                    started = True
+                    connection.settimeout(None)  # a stage takes as long as it takes
+                elif "status" in message:
+                    code = os.waitstatus_to_exitcode(int(message["status"]))
+                    return code if code >= 0 else 128 - code
+        except TimeoutError:
+            return None
         if not started:
             return None
         raise WarmProcessLost("the warm process ended before the stage's exit status reached this process; "
