@@ -102,8 +102,12 @@ def serve(key: str, path: list[str]) -> None:
     except BaseException:
         (where / f"{key}.failed").write_text(traceback.format_exc())
         raise
-    print(f"warm process {os.getpid()} ready in {time.perf_counter() - started:.2f} s "
-          f"({threading.active_count()} thread)", flush=True)
+    if threading.active_count() > 1:  # a fork copies only the forking thread: locks held by others stay held
+        reason = f"loading started threads ({', '.join(t.name for t in threading.enumerate())}); not forking"
+        (where / f"{key}.failed").write_text(reason + "\n")
+        print(reason, flush=True)
+        return
+    print(f"warm process {os.getpid()} ready in {time.perf_counter() - started:.2f} s", flush=True)
     gc.collect()
     gc.freeze()
     listener = _listen(location.socket_path(where, key))
