@@ -65,6 +65,7 @@ def cold(warm) -> SimpleNamespace:
         report = {name: (warm.root / "reports" / "scoping" / name).read_bytes() for name in REPORT_FILES}
         yield SimpleNamespace(result=result, report=report, folder=folder, left=sorted(p.name for p in folder.iterdir()))
     finally:
+        sh([REPROBOOK, "warm", "--stop"], warm.root, check=False, REPROBOOK_WARM_DIR=str(folder))  # if one was started
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -336,6 +337,35 @@ def test_a_socket_folder_others_can_open_is_refused_and_the_stage_runs_here(tmp_
     assert touched == [], "a socket in a folder others can write to was used"
     shared.chmod(0o700)
     assert location.folder() == shared
+
+
+def test_a_warm_process_exiting_as_the_stage_connects_lets_the_stage_run_here(monkeypatch):
+    """Idle or stopped, a warm process closes its socket with connections it never accepted: nothing ran
+    there, so the stage runs in the client's process (no traceback)."""
+    import select
+    import socket
+
+    from reprobook.warm import client, location
+
+    folder = _private_folder()
+    monkeypatch.setenv(location.DIR_VARIABLE, str(folder))
+    monkeypatch.delenv(location.ENABLE_VARIABLE, raising=False)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(location.socket_path(folder, location.environment_key())))
+    listener.listen(1)
+
+    def exit_unaccepted() -> None:
+        select.select([listener], [], [], 10)  # the stage has connected
+        time.sleep(0.3)  # and sent its request
+        listener.close()
+
+    exiting = threading.Thread(target=exit_unaccepted)
+    exiting.start()
+    try:
+        assert client.delegate(["stage", "scoping"]) is None
+    finally:
+        exiting.join()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_environment_key_follows_the_import_path(tmp_path):

@@ -151,7 +151,10 @@ def _messages(connection: socket.socket):
     """The JSON lines the warm process and the fork send, until the connection closes."""
     buffer = b""
     while True:
-        chunk = connection.recv(4096)
+        try:
+            chunk = connection.recv(4096)
+        except ConnectionResetError:  # it exited with our request unread (never accepted): closed all the same
+            chunk = b""
         if not chunk:
             return
         buffer += chunk

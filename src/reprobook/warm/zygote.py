@@ -230,7 +230,10 @@ def _child(connection: socket.socket, closing: tuple[int, ...]) -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)
         request = _receive(connection)
-        connection.sendall(json.dumps({"started": os.getpid()}).encode() + b"\n")
+        try:
+            connection.sendall(json.dumps({"started": os.getpid()}).encode() + b"\n")
+        except OSError:  # the client gave up waiting and runs the stage itself: nothing to do here
+            os._exit(0)
         threading.Thread(target=_relay_signals, args=(connection,), name="warm-client", daemon=True).start()
         code = _run_command(request["argv"])
     except BaseException:  # noqa: BLE001  whatever happens, the fork must not return into the accept loop
@@ -261,6 +264,7 @@ def _receive(connection: socket.socket) -> dict:
     os.umask(int(request["umask"]))
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # the client's TZ
     sys.path[:] = request["path"]
     sys.argv[:] = ["reprobook", *request["argv"]]
     import tempfile
