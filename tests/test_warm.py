@@ -282,6 +282,7 @@ def test_sigterm_to_the_client_stops_the_stage_exits_130_and_marks_the_run_kille
     assert process.returncode == 130, stderr
     assert time.time() - started < 20, "the stage ran on after SIGTERM"
     assert "Traceback" not in stdout + stderr
+    assert "stage scoping interrupted (SIGTERM)" in stderr and "KILLED" in stderr, stderr
     database = warm.root / "mlflow.db"
     assert _status(database, run_id) == "KILLED"
     reason = _tag(database, run_id, "reprobook.error") or ""

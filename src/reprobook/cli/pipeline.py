@@ -43,7 +43,14 @@ def stage_command(
 
     use_scheduler(scheduler)
     root = project_root()
-    outcome = run_stage(name, root, progress=progress and terminal_stderr())
+    try:
+        outcome = run_stage(name, root, progress=progress and terminal_stderr())
+    except KeyboardInterrupt as exc:
+        # typer turns an interrupt into a silent exit 130: say what happened, in one line.
+        reason = str(exc).removeprefix("terminated by signal ") or "Ctrl-C"
+        console.print(f"stage {name} interrupted ({reason}): its MLflow run is marked KILLED, its kernel stopped",
+                      soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(130) from None
     # One line, never folded (soft_wrap) and no number colouring (highlight): a path stays whole.
     console.print(
         f"[green]stage {outcome.stage} finished[/] in {outcome.seconds:.1f}s: "
