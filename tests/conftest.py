@@ -42,7 +42,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 WARM_DIR = Path(tempfile.mkdtemp(prefix="reprobook-warm-tests-"))
-"""This test process's warm processes (reprobook.warm): their own private folder, stopped at the end."""
+"""This test process's warm processes (reprobook.warm): their own private folder, stopped at the end
+(also for commands started with this process's environment rather than :func:`tool_env`)."""
+os.environ["REPROBOOK_WARM_DIR"] = str(WARM_DIR)
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -57,14 +59,10 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Stop the warm processes the tests started (they would otherwise wait out their idle time)."""
-    from reprobook.warm import client, location
+    from reprobook.warm import client
 
-    previous = os.environ.get(location.DIR_VARIABLE)
-    os.environ[location.DIR_VARIABLE] = str(WARM_DIR)
-    try:
-        client.stop_all()
-    finally:
-        os.environ.pop(location.DIR_VARIABLE) if previous is None else os.environ.__setitem__(location.DIR_VARIABLE, previous)
+    os.environ["REPROBOOK_WARM_DIR"] = str(WARM_DIR)  # a test may have changed it
+    client.stop_all()
     shutil.rmtree(WARM_DIR, ignore_errors=True)
 
 

@@ -35,6 +35,8 @@ SHUTDOWN_WAIT_SECONDS = 2.0
 """jupyter_client's grace for a kernel asked to stop: SIGTERM after half of it, SIGKILL after the rest."""
 FREEZE_CODE = "__import__('gc').freeze()"
 FREEZE_TIMEOUT_SECONDS = 5
+STAGE_KERNEL_MODULE = "reprobook.execution.kernel_main"
+"""What runs in the stage's kernel process instead of ``ipykernel_launcher`` (without the debugger)."""
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 """What nbclient passes to a kernel it starts itself: no IPython history database on disk."""
 
@@ -82,6 +84,12 @@ def ipc_kernel_manager(cells: CellTracker | None = None) -> type:
             created = super().client(**kwargs)
             self.clients.append(created)
             return created
+
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            # The stage's kernel starts without the debugger (kernel_main's docstring); a kernelspec
+            # that does not run ipykernel_launcher is left as it is.
+            command = super().format_kernel_cmd(extra_arguments)
+            return [STAGE_KERNEL_MODULE if part == "ipykernel_launcher" else part for part in command]
 
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             # The kernel process's own stderr (its logging: shutdown races after an interrupt) goes to
