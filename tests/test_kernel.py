@@ -9,7 +9,7 @@ import nbformat
 import psutil
 
 from reprobook.execution import notebook
-from reprobook.execution.kernel import KERNEL_DIR_PREFIX, KERNEL_NAME, Kernel
+from reprobook.execution.kernel import KERNEL_DIR_PREFIX, KERNEL_NAME, STAGE_KERNEL_MODULE, Kernel
 from reprobook.execution.progress import CellTracker
 
 ATEXIT_CELL = """\
@@ -27,7 +27,8 @@ def _notebook(path: Path, *sources: str) -> Path:
 
 
 def _kernel_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    return [p for p in psutil.Process().children(recursive=True)
+            if {"ipykernel_launcher", STAGE_KERNEL_MODULE} & set(p.cmdline())]
 
 
 def test_a_stopped_kernel_has_run_its_exit_handlers_and_left_nothing(tmp_path):
@@ -56,3 +57,25 @@ def test_stopping_leaves_the_executed_notebook_as_the_cells_made_it(tmp_path):
     assert [c.execution_count for c in cells if c.cell_type == "code"] == [1, 2]
     assert cells[-1].outputs[0]["text"] == "two\n"
     assert not _kernel_children()
+
+
+def test_the_stage_kernel_starts_without_the_debugger_yet_a_notebook_can_import_it(tmp_path):
+    """debugpy is a quarter of a kernel's start-up: a stage's kernel skips it, and hides nothing from a notebook."""
+    source = _notebook(tmp_path / "debugpy.ipynb", "import sys\nprint('debugpy' in sys.modules)",
+                       "import debugpy\nprint(debugpy.__name__)")
+    executed = tmp_path / "out" / "debugpy.ipynb"
+    assert notebook.execute(source, executed, {}, tmp_path, progress=False) is None
+    printed = [c.outputs[0]["text"] for c in nbformat.read(executed, as_version=4).cells]
+    assert printed == ["False\n", "debugpy\n"]
+
+
+def test_the_executed_notebook_is_written_at_the_end_with_every_cell(tmp_path):
+    """Cell boundaries write the notebook at most every 30 s (papermill wrote it twice per cell); the end
+    writes it whole, and a failing cell is marked in the file."""
+    source = _notebook(tmp_path / "cells.ipynb", *[f"print({i})" for i in range(6)], "raise ValueError('boom')")
+    executed = tmp_path / "out" / "cells.ipynb"
+    error = notebook.execute(source, executed, {}, tmp_path, progress=False)
+    assert error is not None and "ValueError: boom" in error
+    cells = nbformat.read(executed, as_version=4).cells
+    assert [c.outputs[0]["text"] for c in cells[1:-1] if c.cell_type == "code"] == [f"{i}\n" for i in range(6)]
+    assert cells[-1].metadata.papermill["exception"] is True

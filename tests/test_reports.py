@@ -154,9 +154,9 @@ PARAMS = {
 def test_injected_parameters_are_one_key_a_line_and_the_same_values():
     from papermill.translators import translate_parameters
 
-    from reprobook.execution.notebook import KERNEL_NAME, use_readable_parameters
+    from reprobook.execution.notebook import KERNEL_NAME, use_papermill_extensions
 
-    use_readable_parameters()
+    use_papermill_extensions()
     text = translate_parameters(KERNEL_NAME, "python", PARAMS, "Parameters")
     assert text == translate_parameters(KERNEL_NAME, "python", PARAMS, "Parameters")
     lines = text.splitlines()

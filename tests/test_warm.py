@@ -25,6 +25,8 @@ from types import SimpleNamespace
 import pytest
 from conftest import BIN, copy_project, sh, tool_env
 
+from reprobook.execution.kernel import STAGE_KERNEL_MODULE
+
 pytestmark = pytest.mark.e2e
 
 REPROBOOK = str(BIN / "reprobook")
@@ -156,7 +158,8 @@ def _kernels(root: Path) -> list:
     found = []
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if any("ipykernel" in part for part in process.cmdline()) and Path(process.cwd()).resolve() == root.resolve():
+            if any(part in {"ipykernel_launcher", STAGE_KERNEL_MODULE} for part in process.cmdline()) \
+                    and Path(process.cwd()).resolve() == root.resolve():
                 found.append(process)
     return found
 

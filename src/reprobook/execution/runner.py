@@ -242,7 +242,7 @@ def execute_stage(stage: Stage, root: Path, *, progress: bool = True, inject: di
             with threads.stage_budget(running_stages_dir()) as thread_variables:
                 kernel.start(root, thread_variables)
                 opener = _RunOpener(stage, root, params, started, extras)
-                notebook.use_readable_parameters()  # imports papermill while the kernel boots
+                notebook.use_papermill_extensions()  # imports papermill while the kernel boots
                 opener.start()
                 error = notebook.execute(root / stage.notebook, executed, injected, root, progress,
                                          kernel=kernel.manager, cells=cells, before_cell=opener.before_cell)
