@@ -53,13 +53,12 @@ def command_of(args: list[str]) -> str | None:
 def delegate(args: list[str]) -> int | None:
     """Run ``reprobook ARGS`` in a fork of the warm process and return its exit code; None when it must
     run in this process (not a warm command, warm processes off, none running yet: one is started)."""
-    if command_of(args) not in WARM_COMMANDS or "--help" in args or not location.enabled():
+    if command_of(args) not in WARM_COMMANDS or "--help" in args:
         return None
-    where = location.folder()
-    if where is None:
+    found = _this_environment()
+    if found is None:
         return None
-    key = location.environment_key()
-    connection = connect(location.socket_path(where, key))
+    where, key, connection = found
     if connection is None:
         start(where, key)
         return None
@@ -70,17 +69,26 @@ def delegate(args: list[str]) -> int | None:
 def prestart() -> bool:
     """Start this environment's warm process now unless it runs (``reprobook run`` does, before DVC's own
     start-up, so that its stages find it ready); True if one was started."""
-    if not location.enabled():
+    found = _this_environment()
+    if found is None:
         return False
-    where = location.folder()
-    if where is None:
-        return False
-    key = location.environment_key()
-    connection = connect(location.socket_path(where, key))
+    where, key, connection = found
     if connection is not None:
         connection.close()
         return False
     return start(where, key)
+
+
+def _this_environment() -> tuple[Path, str, socket.socket | None] | None:
+    """This environment's socket folder and key, with a connection to its warm process if one is ready;
+    None where warm processes are off (``REPROBOOK_WARM=0``, not Linux, a folder others can open)."""
+    if not location.enabled():
+        return None
+    where = location.folder()
+    if where is None:
+        return None
+    key = location.environment_key()
+    return where, key, connect(location.socket_path(where, key))
 
 
 def connect(path: Path) -> socket.socket | None:
