@@ -8,15 +8,18 @@ import sys
 
 
 def main() -> None:
-    from reprobook.warm.client import WarmProcessLost, delegate
+    from reprobook.warm import WARM_COMMANDS, command_of
 
-    try:
-        code = delegate(sys.argv[1:])
-    except WarmProcessLost as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(1)
-    if code is not None:
-        sys.exit(code)
+    if command_of(sys.argv[1:]) in WARM_COMMANDS:  # other commands pay nothing for the hand-over
+        from reprobook.warm.client import WarmProcessLost, delegate
+
+        try:
+            code = delegate(sys.argv[1:])
+        except WarmProcessLost as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            sys.exit(1)
+        if code is not None:
+            sys.exit(code)
     from reprobook.cli import main as run_here
 
     run_here()

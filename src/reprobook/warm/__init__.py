@@ -21,3 +21,11 @@ after ``REPROBOOK_WARM_IDLE`` seconds without a stage (30 minutes), on
 ``reprobook warm --stop``, and is never started with ``REPROBOOK_WARM=0``.
 Where it is not running yet, the stage runs in its own process as before.
 """
+
+WARM_COMMANDS = frozenset({"stage"})
+"""Commands run in a fork of the warm process: the ones a data scientist (and DVC) run over and over."""
+
+
+def command_of(args: list[str]) -> str | None:
+    """The subcommand: the first argument that is not an option."""
+    return next((arg for arg in args if not arg.startswith("-")), None)

@@ -31,10 +31,8 @@ import struct
 import sys
 from pathlib import Path
 
-from reprobook.warm import location
+from reprobook.warm import WARM_COMMANDS, command_of, location
 
-WARM_COMMANDS = frozenset({"stage"})
-"""Commands run in a fork of the warm process: the ones a data scientist (and DVC) run over and over."""
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 HEADER = struct.Struct(">Q")
 STARTED_TIMEOUT_S = 10.0
@@ -43,11 +41,6 @@ _SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "KEY")
 
 class WarmProcessLost(RuntimeError):
     """The warm process went away after the stage had started: its outcome is unknown."""
-
-
-def command_of(args: list[str]) -> str | None:
-    """The subcommand: the first argument that is not an option."""
-    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 def delegate(args: list[str]) -> int | None:

@@ -7,7 +7,6 @@ import hashlib
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 ENABLE_VARIABLE = "REPROBOOK_WARM"
@@ -40,6 +39,8 @@ def folder() -> Path | None:
     if chosen:
         path = Path(chosen)
     else:
+        import tempfile
+
         base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
         path = Path(base) / f"reprobook-warm-{os.getuid()}"
     try:
