@@ -115,6 +115,22 @@ def test_model_registered_with_alias_and_signature(pipeline):
     assert info.signature is not None and info.saved_input_example_info is not None
 
 
+def test_the_registered_model_is_the_modeling_runs_logged_model_with_its_metrics(pipeline):
+    """Logged while the kernel still evaluated it, the model lands where MLflow would put it for the run:
+    the run's experiment, linked to the run and its metrics; nothing goes to a default experiment."""
+    root = pipeline["root"]
+    client = mlflow_client(root)
+    version = client.get_model_version_by_alias("reprobook-loans", "challenger")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["reprobook.stage"] == "modeling" and run.info.status == "FINISHED"
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.status == "READY" and logged.source_run_id == run.info.run_id
+    assert logged.experiment_id == run.info.experiment_id
+    assert {m.key for m in logged.metrics} == {k for k in run.data.metrics if not k.startswith("promotion.")}
+    assert logged.params == run.data.params
+    assert not (root / "mlruns").exists()
+
+
 def test_quality_metrics_and_split_hashes_equal_committed(pipeline):
     """Determinism: a fresh run reproduces the committed dvc.lock hashes and metrics."""
     root = pipeline["root"]

@@ -54,7 +54,7 @@ def _start_and_wait(client, location) -> None:
         if connection is not None:
             connection.close()
             return
-        failed = where / f"{key}.failed"
+        failed = location.failed_path(where, key)
         if failed.exists():
             raise ReprobookError(f"the warm process failed to load; see {failed}")
         time.sleep(0.05)

@@ -30,7 +30,7 @@ from reprobook.execution import notebook, threads
 from reprobook.execution.kernel import Kernel
 from reprobook.execution.progress import CellTracker
 from reprobook.project.params import Params, project_params, stage_params
-from reprobook.project.paths import report_files, running_stages_dir
+from reprobook.project.paths import MODEL_FILE, report_files, running_stages_dir
 from reprobook.project.stages import Stage, get_stage
 from reprobook.tracking import secrets
 from reprobook.tracking.writer import RunExtras
@@ -65,8 +65,6 @@ class _ModelLogger:
     """
 
     def __init__(self, root: Path, params: Params, started: float) -> None:
-        from reprobook.project.paths import MODEL_FILE
-
         self._root, self._params, self._started = root, params, started
         self._path = root / MODEL_FILE
         self._thread: threading.Thread | None = None

@@ -387,18 +387,19 @@ def log_model(client, run_id: str, root: Path, params: Params) -> str:
 
     trusted = params.model.trusted_types
     features, _ = xy(read_split(root).test, load_targets(root)["target"])
-    info = _log_model(client, run_id, load_model(root / MODEL_FILE, trusted), features, None, root / MODEL_FILE, trusted)
-    return str(info.model_id)
+    return str(_log_model(client, run_id, load_model(root / MODEL_FILE, trusted), features, root / MODEL_FILE,
+                          trusted).model_id)
 
 
 def log_and_register(client, run_id: str, root: Path, params: Params, logged: str | None = None) -> Promotion:
     """Log the model to the run (unless it was ``logged`` already: its LoggedModel id), register it under
-    its bound name, and decide its alias.
+    its bound name, and decide its alias. Logging and registering are the same two steps either way
+    (:func:`log_model`, :func:`_register`), only earlier or later.
 
     Raises :class:`RegistryMismatch` before anything is registered when the run
     solves another problem than the registered name stands for.
     """
-    from reprobook.ml.modeling import load_model, xy
+    from reprobook.ml.modeling import xy
     from reprobook.ml.prep import read_split
     from reprobook.ml.scoping import load_targets
 
@@ -410,11 +411,7 @@ def log_and_register(client, run_id: str, root: Path, params: Params, logged: st
     binding = Binding(task, targets["target"], tuple(str(c) for c in features.columns))
     check_binding(client, name, binding.task, binding.target, binding.features)
     champion = _current_champion_score(client, root, name, features, y, metric_name, task, trusted)
-    if logged is None:
-        model = load_model(root / MODEL_FILE, trusted)
-        version = str(_log_model(client, run_id, model, features, name, root / MODEL_FILE, trusted).registered_model_version)
-    else:
-        version = _register(logged, name)
+    version = _register(logged or log_model(client, run_id, root, params), name)
     bind(client, name, binding)
     comparison = json.loads((root / "reports/modeling/metrics.json").read_text())["comparison"]
     promotion = gate(comparison["value"], comparison["meets_threshold"], champion, metric_name, task, name, version)
@@ -440,12 +437,11 @@ def target_leaks(root: Path) -> list[dict[str, str]]:
         return []
 
 
-def _log_model(client, run_id: str, model: Any, features: pd.DataFrame, name: str | None, path: Path,
-               trusted: Sequence[str]) -> Any:
-    """Log the model (skops, with its trust list) with a signature and an input example, and register it
-    under ``name`` if one is given.
+def _log_model(client, run_id: str, model: Any, features: pd.DataFrame, path: Path, trusted: Sequence[str]) -> Any:
+    """Log the model (skops, with its trust list) with a signature and an input example; return MLflow's
+    model info.
 
-    Returns MLflow's model info (its ``registered_model_version`` when registered). The skops types MLflow records are the ones this
+    The skops types MLflow records are the ones this
     project's policy accepted (:func:`reprobook.ml.persistence.trusted_types`),
     so ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` load it without
     unpickling.
@@ -469,7 +465,6 @@ def _log_model(client, run_id: str, model: Any, features: pd.DataFrame, name: st
         name="model",
         signature=signature,
         input_example=example,
-        registered_model_name=name,
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         skops_trusted_types=trusted_types(path.read_bytes(), trusted),
         pip_requirements=_requirements(),

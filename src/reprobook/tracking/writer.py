@@ -48,7 +48,9 @@ def registers_model(stage: Stage) -> bool:
 def will_register(stage: Stage, tags: dict[str, str], *, interactive: bool = False) -> bool:
     """Whether a successful run of ``stage`` with ``tags`` registers its model. A reproduction re-creates
     a model already registered, and an interactive run is exploration: neither registers one."""
-    return registers_model(stage) and not interactive and "reprobook.reproduction_of" not in tags
+    from reprobook.tracking.record import TAG_REPRODUCTION_OF
+
+    return registers_model(stage) and not interactive and TAG_REPRODUCTION_OF not in tags
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def start(where: Path, key: str) -> bool:
     (it holds its lock) or the last one failed to load; True if one was started."""
     import fcntl
 
-    if (where / f"{key}.failed").exists():
+    if location.failed_path(where, key).exists():
         return False
     lock = location.lock_path(where, key)
     try:

@@ -92,3 +92,8 @@ def lock_path(where: Path, key: str) -> Path:
 def log_path(where: Path, key: str) -> Path:
     """The warm process's own output (preloading errors): it has no terminal."""
     return where / f"{key}.log"
+
+
+def failed_path(where: Path, key: str) -> Path:
+    """Written when a warm process could not load: no client starts another for this key."""
+    return where / f"{key}.failed"

@@ -100,11 +100,11 @@ def serve(key: str, path: list[str]) -> None:
     try:
         preload()
     except BaseException:
-        (where / f"{key}.failed").write_text(traceback.format_exc())
+        location.failed_path(where, key).write_text(traceback.format_exc())
         raise
     if threading.active_count() > 1:  # a fork copies only the forking thread: locks held by others stay held
         reason = f"loading started threads ({', '.join(t.name for t in threading.enumerate())}); not forking"
-        (where / f"{key}.failed").write_text(reason + "\n")
+        location.failed_path(where, key).write_text(reason + "\n")
         print(reason, flush=True)
         return
     print(f"warm process {os.getpid()} ready in {time.perf_counter() - started:.2f} s", flush=True)
