@@ -37,6 +37,12 @@ def new_command(
     out.print(f"[green]created[/] {root} (git and DVC initialised, first commit made)", soft_wrap=True)
     for note in spec.notes:
         out.print(f"  {note}", soft_wrap=True, highlight=False)
+    if spec.columns:
+        from reprobook.ml.roles import Inferred, table
+
+        out.print("  column roles (data.columns in params.yaml; id, text and ignored are not features):", highlight=False)
+        shown = {name: Inferred(role, why) for name, role, why in spec.columns}
+        out.print(table(shown), soft_wrap=True, highlight=False, markup=False)
     out.print(f"  model registered as '{spec.registered_name}', MLflow experiment '{spec.experiment}'", highlight=False)
     out.print(f"next: cd {path} && reprobook run      (or make run: sets up .venv first)", highlight=False)
 

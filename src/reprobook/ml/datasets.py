@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,12 @@ class Dataset:
     """Non-numeric values of numeric columns made missing (``data.numeric_text: missing``)."""
     production_rows: int = 0
     """Labelled production rows added to the source's (``data/production``, written by ``reprobook retrain``)."""
+    roles: dict[str, str] = field(default_factory=dict)
+    """The role of every column kept (declared in ``data.columns``, else inferred): :mod:`reprobook.ml.roles`."""
+    role_notes: tuple[str, ...] = ()
+    """One line per column without a declared role: what was inferred and why."""
+    dropped: tuple[str, ...] = ()
+    """Columns left out before anything else: ``data.drop_columns`` and those whose role is ``ignored``."""
 
 
 def load_dataset(params: DataParams, root: Path) -> Dataset:
@@ -57,11 +63,42 @@ def load_dataset(params: DataParams, root: Path) -> Dataset:
         frame, default_target = _read_file(kind, source_file(params.source, root), name), None
     target = _check_target(frame, params.target or default_target, params.source)
     frame = _drop_columns(frame, list(params.drop_columns), target, params.source)
+    roles, notes = _roles(frame, target, params)
+    ignored = [name for name, role in roles.items() if role == "ignored"]
+    frame = frame.drop(columns=ignored)
     frame, production = _with_production_rows(frame, root)
     frame, coerced = _numeric_text(frame, params)
     frame, dropped = _drop_missing_target(frame, target, params)
+    kept = {name: role for name, role in roles.items() if role != "ignored"}
     return Dataset(frame=frame, target=target, source=params.source, dropped_missing_target=dropped,
-                   numeric_text_to_missing=coerced, production_rows=production)
+                   numeric_text_to_missing=coerced, production_rows=production, roles=kept, role_notes=tuple(notes),
+                   dropped=tuple(list(params.drop_columns) + ignored))
+
+
+def _roles(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[dict[str, str], list[str]]:
+    """Every column's role (``data.columns``, else inferred and said); a declared column the data lacks is an error."""
+    from reprobook.ml.roles import resolve
+
+    declared = dict(params.columns)
+    absent = [name for name in declared if name not in frame.columns and name not in params.drop_columns]
+    if absent:
+        raise ReprobookError(
+            f"data.columns: '{absent[0]}' has a role in params.yaml but no column in {params.source}"
+            f"{_did_you_mean(absent[0], frame.columns)}; columns are: {_column_list(frame.columns)}; "
+            "correct or remove that line of data.columns"
+        )
+    if target in declared and declared[target] != "target":
+        raise ReprobookError(
+            f"data.columns: '{target}' is the target (data.target) but its role says '{declared[target]}'; "
+            "expected role target; change that line, or set data.target to the label column"
+        )
+    wrong = [name for name, role in declared.items() if role == "target" and name != target]
+    if wrong:
+        raise ReprobookError(
+            f"data.columns: '{wrong[0]}' has role target, but the target is '{target}' (data.target); "
+            "expected one target; give that column another role"
+        )
+    return resolve(frame, target, declared, list(params.drop_columns))
 
 
 def _with_production_rows(frame: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, int]:
@@ -318,11 +355,6 @@ def _regenerate_schema_steps(dataset: Dataset, params: DataParams) -> list[str]:
     if source_file(dataset.source, Path(".")) is None:
         return [f"    {copy}    (the schema the data stage inferred from {dataset.source})"]
     steps = [f"    {infer_schema_command(dataset.source, schema_file, dataset.target)}"]
-    dropped = list(params.drop_columns)
-    if dropped:
-        steps.append(
-            f"    then delete the columns of data.drop_columns ({', '.join(dropped)}) from it: they are dropped before validation"
-        )
     steps.append(f"  or take the schema the data stage inferred from the data as loaded: {copy}")
     return steps
 
@@ -351,7 +383,13 @@ def schema_mismatch_error(report: ValidationReport, dataset: Dataset, params: Da
 
 
 def load_saved_schema(dataset: Dataset, params: DataParams, root: Path) -> Schema:
-    """The schema of ``data.schema_file``; an absent file says how to create it or skip validation."""
+    """The schema of ``data.schema_file`` without the columns the data stage drops; an absent file says how to
+    create it or skip validation.
+
+    Dropped columns (``data.drop_columns``, role ``ignored``) are removed
+    before validation, so they are not "expected, not found": dropping a
+    column is one edit, whether or not the schema still lists it.
+    """
     from reprobook.quality import Schema
 
     path = root / str(params.schema_file)
@@ -361,7 +399,9 @@ def load_saved_schema(dataset: Dataset, params: DataParams, root: Path) -> Schem
             f"data.schema_file: schema file {path} not found; expected a schema (YAML) there; "
             f"create it and review it:\n{steps}\n  or set data.schema_file: null in params.yaml to skip validation"
         )
-    return Schema.from_yaml(path)
+    schema = Schema.from_yaml(path)
+    kept = {name: column for name, column in schema.columns.items() if name not in dataset.dropped}
+    return schema.model_copy(update={"columns": kept})
 
 
 # ---------------------------------------------------------------- task

@@ -13,10 +13,7 @@ from typing import Any
 
 import pandas as pd
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from reprobook.errors import ReprobookError
 from reprobook.project.params import ModelParams
@@ -74,21 +71,33 @@ def feature_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
-def build_pipeline(features: pd.DataFrame, params: ModelParams, task: str) -> Pipeline:
-    """Imputation and scaling/one-hot encoding in front of the configured estimator."""
-    numeric, categorical = feature_columns(features)
-    transformers = []
-    if numeric:
-        transformers.append(
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric)
-        )
-    if categorical:
-        categorical_steps = Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-            ]
-        )
-        transformers.append(("categorical", categorical_steps, categorical))
-    preprocess = ColumnTransformer(transformers, remainder="drop")
+def build_pipeline(features: pd.DataFrame, params: ModelParams, task: str, roles: dict[str, str] | None = None,
+                   *, n_classes: int = 2) -> Pipeline:
+    """The encoders of each column's role (:mod:`reprobook.ml.encoders`) in front of the configured estimator.
+
+    ``roles``: the split's (``split.roles``); without them they are inferred
+    from ``features``. The design matrix's size is estimated first and a
+    configuration over ``model.max_memory_mb`` is refused before any fit.
+    """
+    from reprobook.ml import encoders
+    from reprobook.ml.roles import infer_roles
+
+    if not roles:
+        roles = {name: found.role for name, found in infer_roles(features, None).items()}
+    text = params.text_encoder != "none"
+    groups = encoders.plan(features, roles, onehot_max_levels=params.onehot_max_levels, text=text)
+    widths = encoders.column_widths(features, groups, onehot_max_levels=params.onehot_max_levels, n_classes=n_classes)
+    encoders.check_memory(len(features), widths, encoders.memory_limit_mb(params.max_memory_mb))
+    preprocess = encoders.preprocessor(features, roles, onehot_max_levels=params.onehot_max_levels, text=text,
+                                       seed=params.seed, task=task)
     return Pipeline([("preprocess", preprocess), ("model", make_estimator(params, task))])
+
+
+def describe(pipeline: Pipeline, features: pd.DataFrame) -> str:
+    """Which encoder each feature column gets, one line per encoder, for the report."""
+    preprocess = pipeline.named_steps["preprocess"]
+    lines = [f"{len(features.columns)} feature columns:"]
+    for name, _, columns in preprocess.transformers:
+        shown = ", ".join(map(str, columns[:8])) + (f" and {len(columns) - 8} more" if len(columns) > 8 else "")
+        lines.append(f"  {name}: {shown}")
+    return "\n".join(lines)

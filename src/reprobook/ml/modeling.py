@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from reprobook.errors import ReprobookError
 from reprobook.execution.threads import available_cores, load_average
 from reprobook.ml import persistence
-from reprobook.ml.features import xy  # noqa: F401  (notebooks call modeling.xy)
+from reprobook.ml.features import model_inputs, xy  # noqa: F401  (notebooks call modeling.xy, model_inputs)
 from reprobook.ml.metrics import evaluate, get_metric, is_better, meets
 from reprobook.project.params import ModelParams
 from reprobook.project.paths import MODEL_FILE, PREDICTIONS_FILE, REFERENCE_DIR  # noqa: F401  (notebooks use modeling.*)
@@ -47,8 +47,26 @@ def predict(pipeline: Pipeline, x: pd.DataFrame, task: str) -> tuple[np.ndarray,
     return y_pred, scores
 
 
-def cv_splits(x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The seeded folds (train and held-out row positions): the same for every pipeline cross-validated."""
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def cv_splits(x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams, design: dict[str, Any] | None = None,
+              frame: pd.DataFrame | None = None) -> Folds:
+    """The seeded folds (train and held-out row positions): the same for every pipeline cross-validated.
+
+    They follow the train/test split (``design``, recorded in the split files):
+    a time split is cross-validated forward in time (``TimeSeriesSplit``), a
+    group split with every group in one fold (``StratifiedGroupKFold`` /
+    ``GroupKFold``), reading the split's column from ``frame`` (the training
+    split, where an id column that is not a feature still is). Otherwise
+    seeded (stratified) k-fold.
+    """
+    kind, column = (design or {}).get("kind"), (design or {}).get("column")
+    if kind in ("time", "group") and frame is not None and column in frame.columns:
+        from reprobook.ml.splits import cv_folds
+
+        return cv_folds(x, y, task=task, kind=kind, groups_or_times=frame[column], n_folds=params.cv_folds,
+                        seed=params.seed)
     splitter = (StratifiedKFold if task == "classification" else KFold)(params.cv_folds, shuffle=True, random_state=params.seed)
     return list(splitter.split(x, y))
 
@@ -76,7 +94,7 @@ def summarise_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
 
 
 def cross_validate_many(pipelines: Sequence[Pipeline], x: pd.DataFrame, y: pd.Series, task: str,
-                        params: ModelParams) -> list[dict[str, float]]:
+                        params: ModelParams, folds: Folds | None = None) -> list[dict[str, float]]:
     """Seeded k-fold CV of each pipeline on the same folds: every (pipeline, fold) pair is one joblib task.
 
     ``n_jobs=None`` is joblib's configured default. Outside any
@@ -88,7 +106,7 @@ def cross_validate_many(pipelines: Sequence[Pipeline], x: pd.DataFrame, y: pd.Se
     joblib returns results in submission order and each task is seeded by
     its params, so the figures are the same bit for bit.
     """
-    splits = cv_splits(x, y, task, params)
+    splits = folds if folds is not None else cv_splits(x, y, task, params)
     labels = np.unique(y) if task == "classification" else None
     tasks = (delayed(fold_metrics)(pipeline, x, y, train_idx, valid_idx, task, labels)
              for pipeline in pipelines for train_idx, valid_idx in splits)
@@ -97,9 +115,10 @@ def cross_validate_many(pipelines: Sequence[Pipeline], x: pd.DataFrame, y: pd.Se
     return [summarise_folds(per_fold[i * k : (i + 1) * k]) for i in range(len(pipelines))]
 
 
-def cross_validate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams) -> dict[str, float]:
-    """Seeded k-fold CV on train: mean and standard deviation of every task metric (folds through joblib)."""
-    return cross_validate_many([pipeline], x, y, task, params)[0]
+def cross_validate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams,
+                   folds: Folds | None = None) -> dict[str, float]:
+    """Seeded k-fold CV on train (``folds``: :func:`cv_splits`'s): mean and spread of every task metric."""
+    return cross_validate_many([pipeline], x, y, task, params, folds)[0]
 
 
 def compare_with_targets(test_metrics: dict[str, float], targets: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +152,41 @@ def suspicious_score(metric, value: float, human: float | None) -> str | None:
         return (f"{metric.name} = {value:.4g} beats human-level performance ({human:g}, scoping.human_level): "
                 "possible, but check for a leak")
     return None
+
+
+NEAR_PERFECT = 0.99
+"""A score this close to the best (scores bounded by 1) is worth asking where it comes from."""
+IMPORTANCE_ROWS = 2000
+
+
+def dominant_feature(model: Pipeline, x: pd.DataFrame, y: pd.Series, metric, value: float, *, seed: int) -> str | None:
+    """Why a near-perfect score looks read off one column, or None: one feature carries nearly all the
+    permutation importance (:func:`reprobook.ml.leaks.dominant_feature`).
+
+    Computed only when the score is near-perfect (else it says nothing), on
+    at most :data:`IMPORTANCE_ROWS` seeded test rows, two shuffles each: about
+    a second, paid only by runs that need the question asked.
+    """
+    if not (metric.higher_is_better and metric.bounds[1] == 1 and value >= NEAR_PERFECT) or x.shape[1] < 2:
+        return None
+    from sklearn.inspection import permutation_importance
+
+    from reprobook.ml.leaks import dominant_feature as dominant
+
+    rows = x.sample(min(len(x), IMPORTANCE_ROWS), random_state=seed)
+    found = permutation_importance(model, rows, y.loc[rows.index], n_repeats=2, random_state=seed, n_jobs=1)
+    importances = {str(c): float(v) for c, v in zip(x.columns, found.importances_mean)}
+    return dominant(importances, value, metric.name, metric.higher_is_better)
+
+
+def describe_folds(design: dict[str, Any] | None, params: ModelParams) -> str:
+    """The cross-validation scheme in words, as the run records it (it follows the split)."""
+    kind, column = (design or {}).get("kind"), (design or {}).get("column")
+    if kind == "time":
+        return f"cross-validation: {params.cv_folds} folds forward in time on '{column}' (TimeSeriesSplit)"
+    if kind == "group":
+        return f"cross-validation: {params.cv_folds} folds, each value of '{column}' in one fold, seed {params.seed}"
+    return f"cross-validation: {params.cv_folds} shuffled folds, seed {params.seed}"
 
 
 def measure_latency(pipeline: Pipeline, x: pd.DataFrame, rows: int, repeats: int = 3) -> dict[str, float]:

@@ -35,6 +35,11 @@ class UntrustedModel(ReprobookError):
     """A model file names types that are neither trusted by default nor listed in model.trusted_types."""
 
 
+OWN_ENCODERS = "reprobook.ml.encoders"
+OWN_TRANSFORMERS = ("DatetimeFeatures", "CategoryText", "TextVectors")
+"""reprobook's own encoders: classes that hold only data and scikit-learn objects, trusted like scikit-learn's."""
+
+
 def is_trusted_by_default(type_name: str) -> bool:
     """Whether a type a skops file names may be instantiated without the user's say-so.
 
@@ -42,13 +47,16 @@ def is_trusted_by_default(type_name: str) -> bool:
     any trusted *callable* that touches the system is a way in (``numpy.save``
     writes files, ``numpy.memmap`` creates them, ``builtins.eval`` ...). Trusted
     by default are therefore only classes that rebuild data: scikit-learn's
-    classes (estimators and their fitted parts), NumPy's dtypes and scalar
-    types, and SciPy's sparse matrices. Everything else must be listed in
+    classes (estimators and their fitted parts), reprobook's own encoders
+    (:data:`OWN_TRANSFORMERS`), NumPy's dtypes and scalar types, and SciPy's
+    sparse matrices. Everything else must be listed in
     ``model.trusted_types``.
     """
     import importlib
 
     module, _, attribute = type_name.rpartition(".")
+    if module == OWN_ENCODERS:
+        return attribute in OWN_TRANSFORMERS
     package = module.split(".", 1)[0]
     if package not in ("sklearn", "numpy", "scipy"):
         return False

@@ -7,14 +7,15 @@ statistics, validation and skew come from :mod:`reprobook.quality`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from reprobook.errors import ReprobookError
+from reprobook.ml.features import ROLES_ATTR, ROLES_KEY, split_metadata
 from reprobook.project.paths import TEST_FILE, TRAIN_FILE
 
 
@@ -22,6 +23,10 @@ from reprobook.project.paths import TEST_FILE, TRAIN_FILE
 class Split:
     train: pd.DataFrame
     test: pd.DataFrame
+    roles: dict[str, str] = field(default_factory=dict)
+    """Every column's role (:mod:`reprobook.ml.roles`); empty for splits written by an older reprobook."""
+    design: dict[str, Any] = field(default_factory=dict)
+    """How the split was made (``kind``, ``column``): cross-validation follows it."""
 
 
 def missing_and_duplicates(frame: pd.DataFrame) -> dict[str, Any]:
@@ -41,49 +46,65 @@ def missing_and_duplicates(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def split(frame: pd.DataFrame, target: str, *, task: str, test_size: float, seed: int, stratify: bool,
-          production_rows: int = 0) -> Split:
-    """A seeded train/test split, stratified on the target for classification.
+          production_rows: int = 0, kind: str = "stratified", column: str | None = None,
+          roles: dict[str, str] | None = None) -> Split:
+    """The train/test split ``data.split`` asks for (:func:`reprobook.ml.splits.split_frame`), with the roles
+    and the split's design recorded on it (the split files keep both; cross-validation follows the design).
 
     The last ``production_rows`` rows (labelled production rows, ``reprobook
-    retrain``) are split apart, each row by a seeded hash of its values: the
-    source's rows keep the split they had, and a production row keeps its side
-    however many rows are added later. So a model's held-out rows stay held out
-    after retraining, and the promotion gate never scores the champion on rows
-    it was trained on.
+    retrain``) keep their side however many rows are added later: a seeded
+    hash of their values (random, stratified), of their group (group), or
+    their time (time: later rows are later). So a model's held-out rows stay
+    held out after retraining, and the promotion gate never scores the
+    champion on rows it was trained on.
     """
-    if production_rows:
-        source = split(frame.iloc[: len(frame) - production_rows], target, task=task, test_size=test_size, seed=seed,
-                       stratify=stratify)
-        production = frame.iloc[len(frame) - production_rows:]
-        salted = pd.util.hash_pandas_object(production, index=False, hash_key=f"{seed:016d}"[:16])
-        held_out = (salted.to_numpy() % 1_000_000) < test_size * 1_000_000
-        return Split(train=pd.concat([source.train, production[~held_out]], ignore_index=True),
-                     test=pd.concat([source.test, production[held_out]], ignore_index=True))
-    labels = frame[target] if (task == "classification" and stratify) else None
-    if labels is not None:
-        smallest = labels.value_counts().min()
-        if smallest < 2:
-            rare = labels.value_counts().idxmin()
-            raise ReprobookError(
-                f"data.stratify: class {rare!r} of '{target}' has {smallest} row; a stratified split needs "
-                "at least 2 per class (set data.stratify: false or drop the class)"
-            )
-    train, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=labels)
-    return Split(train=train.reset_index(drop=True), test=test.reset_index(drop=True))
+    from reprobook.ml.splits import split_frame
+
+    train, test = split_frame(frame, target, task=task, kind=kind, column=column, test_size=test_size, seed=seed,
+                              stratify=stratify, production_rows=production_rows)
+    return Split(train=train, test=test, roles=dict(roles or {}), design={"kind": kind, "column": column})
 
 
-def leakage(split_: Split, target: str) -> dict[str, Any]:
-    """Test rows whose features also appear, identically, in train; features that give the target away."""
-    features = [c for c in split_.train.columns if c != target]
+def describe_split(split_: Split) -> str:
+    """The split in one line: its kind, sizes, and for a time split the periods on each side."""
+    from reprobook.ml.splits import describe
+
+    kind, column = split_.design.get("kind", "stratified"), split_.design.get("column")
+    return describe(kind, column, split_.train, split_.test)
+
+
+def leakage(split_: Split, target: str, *, task: str | None = None, seed: int = 0,
+            acknowledged: dict[str, str] | None = None) -> dict[str, Any]:
+    """Test rows whose features also appear, identically, in train; columns that give the target away.
+
+    Only feature columns are compared (an id differs on every row and would
+    hide a copied row). ``target_leaks`` are the findings that block promotion
+    (:func:`reprobook.ml.leaks.find_leaks`, and test rows earlier than training
+    rows under a time split); those named in ``data.acknowledged_leaks`` move
+    to ``acknowledged_leaks`` with the reason given.
+    """
+    from reprobook.ml import leaks
+    from reprobook.ml.features import input_columns
+
+    features = input_columns([str(c) for c in split_.train.columns], target, split_.roles or None, text=True)
     train_hashes = pd.util.hash_pandas_object(split_.train[features], index=False)
     test_hashes = pd.util.hash_pandas_object(split_.test[features], index=False)
     leaked = test_hashes.isin(set(train_hashes.to_numpy()))
     n_test = len(split_.test)
+    roles = split_.roles or {str(c): ("target" if c == target else "numeric") for c in split_.train.columns}
+    findings = leaks.find_leaks(split_.train, target, roles, task=task or "classification", seed=seed)
+    if split_.design.get("kind") == "time":
+        column = split_.design["column"]
+        late = leaks.split_order_leak(split_.train, split_.test, column)
+        if late:
+            findings.append(late)
+    blocking, acknowledged_ = leaks.blocking(findings, dict(acknowledged or {}))
     return {
         "leaked_test_rows": int(leaked.sum()),
         "leaked_share": float(leaked.mean()) if n_test else 0.0,
         "examples": split_.test.loc[leaked, features].head(3).astype(str).to_dict(orient="records"),
-        "target_leaks": target_leaks(split_.train, target),
+        "target_leaks": blocking,
+        "acknowledged_leaks": acknowledged_,
     }
 
 
@@ -132,15 +153,32 @@ def _same_values(x: pd.Series, y: pd.Series) -> bool:
 
 
 def write_split(split_: Split, root: Path) -> tuple[Path, Path]:
+    """Both splits as parquet, the roles and the split's design in each file's footer (:data:`ROLES_KEY`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     paths = root / TRAIN_FILE, root / TEST_FILE
     paths[0].parent.mkdir(parents=True, exist_ok=True)
-    split_.train.to_parquet(paths[0], index=False)
-    split_.test.to_parquet(paths[1], index=False)
+    recorded = json.dumps({"roles": split_.roles, "split": split_.design}, sort_keys=True).encode()
+    for frame, path in zip((split_.train, split_.test), paths):
+        clean = frame.copy()
+        clean.attrs = {}
+        table = pa.Table.from_pandas(clean, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), ROLES_KEY: recorded})
+        pq.write_table(table, path)
     return paths
 
 
 def read_split(root: Path) -> Split:
+    """The splits, with the roles they were written with (also handed on in each frame's ``attrs``)."""
     for relative in (TRAIN_FILE, TEST_FILE):
         if not (root / relative).is_file():
             raise ReprobookError(f"{relative}: not found; run the data stage first (dvc repro data)")
-    return Split(train=pd.read_parquet(root / TRAIN_FILE), test=pd.read_parquet(root / TEST_FILE))
+    recorded = split_metadata(root / TEST_FILE)
+    frames = []
+    for relative in (TRAIN_FILE, TEST_FILE):
+        frame = pd.read_parquet(root / relative)
+        frame.attrs = {ROLES_ATTR: recorded} if recorded else {}
+        frames.append(frame)
+    return Split(train=frames[0], test=frames[1], roles=dict(recorded.get("roles", {})),
+                 design=dict(recorded.get("split", {})))

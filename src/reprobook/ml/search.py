@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from reprobook.errors import ReprobookError
 from reprobook.ml.metrics import Metric, get_metric, is_better
-from reprobook.ml.modeling import cross_validate, cross_validate_many
+from reprobook.ml.modeling import Folds, cross_validate, cross_validate_many
 from reprobook.project.params import ModelParams
 
 MODEL_STEP = "model"
@@ -142,26 +142,26 @@ def best_index(cv: list[dict[str, float]], metric: Metric) -> int:
 
 
 def sweep(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams,
-          primary_metric: str) -> Sweep:
+          primary_metric: str, folds: Folds | None = None) -> Sweep:
     """Cross-validate every candidate of ``params.search`` on the same folds; choose by ``primary_metric``."""
     check_names(pipeline, params.search)
     metric = get_metric(primary_metric, task)
     candidates = grid(params.search)
     check_values(pipeline, candidates)
-    cv = cross_validate_many([with_hyperparameters(pipeline, c) for c in candidates], x, y, task, params)
+    cv = cross_validate_many([with_hyperparameters(pipeline, c) for c in candidates], x, y, task, params, folds)
     return Sweep(metric.name, metric.higher_is_better, tuple(candidates), tuple(cv), best_index(cv, metric))
 
 
 def tune(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, params: ModelParams,
-         primary_metric: str) -> Tuning:
+         primary_metric: str, folds: Folds | None = None) -> Tuning:
     """The pipeline to fit and its CV: the best of a sweep when ``model.search`` asks for one, else ``pipeline``.
 
     Without a search this is :func:`~reprobook.ml.modeling.cross_validate` of
     ``pipeline`` itself, so the default params give the same model as before.
     """
     if not params.search:
-        return Tuning(pipeline, cross_validate(pipeline, x, y, task, params))
-    result = sweep(pipeline, x, y, task, params, primary_metric)
+        return Tuning(pipeline, cross_validate(pipeline, x, y, task, params, folds))
+    result = sweep(pipeline, x, y, task, params, primary_metric, folds)
     return Tuning(with_hyperparameters(pipeline, result.best_params), result.best_cv, result)
 
 

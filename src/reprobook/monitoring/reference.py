@@ -74,7 +74,9 @@ def build_reference(model: Any, train: pd.DataFrame, test: pd.DataFrame, targets
     from reprobook.quality import compute_statistics, infer_schema
 
     target, task = targets["target"], targets["task"]
-    features = pd.concat([train, test], ignore_index=True).drop(columns=[target])
+    # The model's own inputs: an id or text column the split keeps is neither drift-tested nor validated.
+    inputs = [str(c) for c in getattr(model, "feature_names_in_", [c for c in train.columns if c != target])]
+    features = pd.concat([train, test], ignore_index=True)[inputs]
     if len(features) > rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(features), rows, replace=False))
         features = features.iloc[keep].reset_index(drop=True)

@@ -93,14 +93,20 @@ def params_problems(root: Path, params: Params) -> list[str]:
                         f"whose values lie in [{low:g}, {high:g}]")
     problems += _estimator_problems(params, task)
     target = params.data.target or _last_targets(root).get("target")
-    columns = _schema_columns(root, params)
+    # The raw file's header when it can be read cheaply (the columns drop_columns and data.columns name are
+    # those of the source, which the schema may no longer list), else the schema's columns.
+    source = _source_columns(root, params)
+    columns = source if source is not None else _schema_columns(root, params)
+    where = f"the data file {params.data.source}" if source is not None else f"the schema {params.data.schema_file}"
     for key, names in (("data.drop_columns", params.data.drop_columns),
+                       ("data.columns", list(params.data.columns)),
                        ("error_analysis.sensitive_features", params.error_analysis.sensitive_features)):
         for name in names:
             if target and name == target:
-                problems.append(f"{key}: '{name}' is the target (data.target); a feature list cannot hold it")
+                if key != "data.columns":
+                    problems.append(f"{key}: '{name}' is the target (data.target); a feature list cannot hold it")
             elif columns is not None and name not in columns:
-                problems.append(f"{key}: no column '{name}' in the schema {params.data.schema_file}")
+                problems.append(f"{key}: no column '{name}' in {where}")
     problems += _data_file_problems(root, params)
     name = params.model.registered_name
     if not REGISTERED_NAME.fullmatch(name) or name != name.strip():
@@ -176,6 +182,27 @@ def _check_estimator(params: Params, task: str | None) -> dict:
         except ReprobookError as exc:
             return {"kind": kind, "problems": [str(exc)]}
     return {"kind": kind, "problems": []}
+
+
+def _source_columns(root: Path, params: Params) -> set[str] | None:
+    """The header of a csv:/parquet: source (one line, or the parquet footer), None when not at hand."""
+    from reprobook.project.paths import source_file
+
+    kind = params.data.source.partition(":")[0]
+    path = source_file(params.data.source, root) if kind in ("csv", "parquet") else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return set(pq.read_schema(path).names)
+        import csv
+
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            return {h.strip() for h in next(csv.reader(handle), [])}
+    except (OSError, ValueError, ImportError):
+        return None
 
 
 def _schema_columns(root: Path, params: Params) -> set[str] | None:

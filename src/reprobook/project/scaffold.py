@@ -64,6 +64,13 @@ class ProjectSpec:
     """How many classes the target has (None for regression): ROC and PR curves are drawn for two."""
     notes: list[str] = field(default_factory=list)
     """What was decided from the data, said to the user."""
+    columns: tuple[tuple[str, str, str], ...] = ()
+    """(column, role, why) for every column of the data, as ``data.columns`` lists them."""
+    split_kind: str = "stratified"
+    split_column: str | None = None
+    split_reason: str = "stratified on the target: the classes keep their shares on both sides"
+    id_column: str | None = "id"
+    """``monitoring.id_column``: the data's row id, if it has one."""
 
 
 def slug(name: str) -> str:
@@ -79,7 +86,19 @@ def _templates():
 
 
 def _yaml_value(value: object) -> str:
-    return "null" if value is None else json.dumps(value) if isinstance(value, bool) else str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return json.dumps(value)
+    return _yaml_key(value) if isinstance(value, str) else str(value)
+
+
+def _yaml_key(name: str) -> str:
+    """A column name as YAML reads it back unchanged: plain when safe, else quoted (JSON is YAML)."""
+    import yaml
+
+    plain = re.fullmatch(r"[A-Za-z_][\w.-]*", name) is not None
+    return name if plain and yaml.safe_load(f"{name}: 1") == {name: 1} else json.dumps(name)
 
 
 def render(spec: ProjectSpec, target: Path, *, reference_only: bool = False) -> list[Path]:
@@ -90,8 +109,9 @@ def render(spec: ProjectSpec, target: Path, *, reference_only: bool = False) -> 
     env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
     values = {
         **asdict(spec),
-        **{key: _yaml_value(getattr(spec, key)) for key in ("target", "threshold", "drop_missing_target")},
-        "stratify": "true",
+        **{key: _yaml_value(getattr(spec, key)) for key in ("target", "threshold", "drop_missing_target",
+                                                           "split_column", "id_column")},
+        "columns": [(_yaml_key(name), role, " ".join(why.split())) for name, role, why in spec.columns],
         "stages": BUILTIN_STAGES,
     }
     # The plots dvc.yaml declares are the ones the modeling stage writes for this task (the
@@ -146,8 +166,25 @@ def requirement() -> str:
 
 def builtin_spec(name: str) -> ProjectSpec:
     """The built-in loan project; its model and experiment are named after the project."""
-    return ProjectSpec(name=name, registered_name=f"{name}-loans", experiment=name,
+    from reprobook.ml.loans import TARGET, make_loans
+
+    columns = _roles(make_loans(5000, 42), TARGET)
+    return ProjectSpec(name=name, registered_name=f"{name}-loans", experiment=name, columns=columns,
                        notes=["data: builtin:loans (seeded synthetic loan applications)"])
+
+
+def _roles(frame, target: str) -> tuple[tuple[str, str, str], ...]:
+    from reprobook.ml.roles import infer_roles
+
+    return tuple((name, found.role, found.reason) for name, found in infer_roles(frame, target).items())
+
+
+def _row_id(columns: tuple[tuple[str, str, str], ...], frame) -> str | None:
+    """The first id column unique per row: what a production batch's rows are joined on (monitoring.id_column)."""
+    for name, role, _ in columns:
+        if role == "id" and frame[name].notna().all() and frame[name].is_unique:
+            return name
+    return None
 
 
 def spec_for_data(name: str, data: Path, target: str | None, task: str | None) -> tuple[ProjectSpec, "object"]:
@@ -186,12 +223,19 @@ def spec_for_data(name: str, data: Path, target: str | None, task: str | None) -
     n_classes = int(labels.nunique()) if resolved == "classification" else 0
     metric = default_metric(resolved, n_classes)
     notes.append(f"task: {resolved} ({reason}); primary metric: {metric}")
+    from reprobook.ml.splits import propose
+
+    columns = _roles(frame, target)
+    kind, split_column, split_reason = propose(frame, target, {n: r for n, r, _ in columns}, resolved)
+    notes.append(f"split: {kind}{f' on {split_column!r}' if split_column else ''} ({split_reason}); data.split in params.yaml")
+    id_column = _row_id(columns, frame)
     project = slug(name)
     spec = ProjectSpec(
         name=project, source=f"{kind}:data/raw/{data.name}", target=target, task=resolved, primary_metric=metric,
         threshold=None, schema_file=f"schemas/{project}.yaml", estimator=ESTIMATORS[resolved],
         registered_name=project, experiment=project, drop_missing_target=bool(missing), sensitive_features=[],
-        classes=n_classes or None, notes=notes,
+        classes=n_classes or None, notes=notes, columns=columns, split_kind=kind, split_column=split_column,
+        split_reason=split_reason, id_column=id_column,
     )
     return spec, frame
 
