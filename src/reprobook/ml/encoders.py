@@ -159,7 +159,7 @@ class CategoryText(TransformerMixin, BaseEstimator):
 
 def _as_text(column: pd.Series) -> np.ndarray:
     text = column.astype("string").fillna(MISSING)
-    return text.to_numpy(dtype=object)
+    return text.to_numpy(dtype=str)  # fixed-width unicode: scikit-learn's encoders skip their per-value NaN checks
 
 
 class TextVectors(TransformerMixin, BaseEstimator):
