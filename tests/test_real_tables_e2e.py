@@ -93,7 +93,7 @@ def events_table(n: int = 2500, seed: int = 3) -> pd.DataFrame:
         "ref": [str(uuid.UUID(int=int(v))) for v in rng.integers(0, 2**62, n)],
         "Unnamed: 0": np.arange(n),
         "applied_at": when.strftime("%Y-%m-%dT%H:%M:%S"),
-        "epoch": (when.astype("int64") // 10**9).astype("int64") + 3600,
+        "epoch": 1_672_531_200 + seconds + 3600,  # epoch seconds of applied_at, an hour later
         "dealer": [f"dealer-{v:04d}" for v in rng.integers(0, 5000, n)],
         "grade": rng.choice(list("ABCDE"), n),
         "note": [" ".join(rng.choice(words, 6)) for _ in range(n)],
@@ -155,7 +155,7 @@ def test_new_declares_every_role_with_its_reason_and_prints_them(events):
         "income": "numeric", "loan_amount": "numeric", "credit_score": "numeric", "approved": "target",
     }
     text = (events["root"] / "params.yaml").read_text()
-    assert "loan_id: id  # unique per row" in text and "channel: ignored  # constant" in text
+    assert "loan_id: id  # a sequence" in text and "channel: ignored  # constant" in text
     assert "ref: id  # UUID-like strings" in text
     printed = events["created"]
     assert "column roles" in printed and "applied_at" in printed and "UUID-like" in printed

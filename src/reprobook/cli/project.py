@@ -40,7 +40,8 @@ def new_command(
     if spec.columns:
         from reprobook.ml.roles import Inferred, table
 
-        out.print("  column roles (data.columns in params.yaml; id, text and ignored are not features):", highlight=False)
+        out.print("  column roles (data.columns in params.yaml; id, text and ignored are not features):", highlight=False,
+                  soft_wrap=True)
         shown = {name: Inferred(role, why) for name, role, why in spec.columns}
         out.print(table(shown), soft_wrap=True, highlight=False, markup=False)
     out.print(f"  model registered as '{spec.registered_name}', MLflow experiment '{spec.experiment}'", highlight=False)

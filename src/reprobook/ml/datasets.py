@@ -50,8 +50,12 @@ class Dataset:
     """Columns left out before anything else: ``data.drop_columns`` and those whose role is ``ignored``."""
 
 
-def load_dataset(params: DataParams, root: Path) -> Dataset:
-    """Load ``params.source`` with its target column checked and extra columns dropped."""
+def load_dataset(params: DataParams, root: Path, *, roles: bool = True) -> Dataset:
+    """Load ``params.source`` with its target column checked and extra columns dropped.
+
+    ``roles=False`` (the scoping stage: the target and its baseline are all it
+    needs) leaves ``data.columns`` unread, so a role change does not rerun it.
+    """
     kind, _, name = params.source.partition(":")
     if kind == "builtin":
         from reprobook.ml.loans import TARGET, make_loans
@@ -63,10 +67,11 @@ def load_dataset(params: DataParams, root: Path) -> Dataset:
         frame, default_target = _read_file(kind, source_file(params.source, root), name), None
     target = _check_target(frame, params.target or default_target, params.source)
     frame = _drop_columns(frame, list(params.drop_columns), target, params.source)
-    roles, notes = _roles(frame, target, params)
+    roles, notes = _roles(frame, target, params) if roles else ({}, [])
     ignored = [name for name, role in roles.items() if role == "ignored"]
     frame = frame.drop(columns=ignored)
-    frame, production = _with_production_rows(frame, root)
+    optional = {name for name, role in roles.items() if role in ("id", "text")} if roles else set(frame.columns) - {target}
+    frame, production = _with_production_rows(frame, root, optional)
     frame, coerced = _numeric_text(frame, params)
     frame, dropped = _drop_missing_target(frame, target, params)
     kept = {name: role for name, role in roles.items() if role != "ignored"}
@@ -101,25 +106,27 @@ def _roles(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[dict[s
     return resolve(frame, target, declared, list(params.drop_columns))
 
 
-def _with_production_rows(frame: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, int]:
+def _with_production_rows(frame: pd.DataFrame, root: Path, optional: set[str] = frozenset()) -> tuple[pd.DataFrame, int]:
     """The source's rows followed by the labelled production rows of ``data/production`` (file name order).
 
     ``reprobook retrain`` writes them there (DVC-tracked, a dependency of the
     scoping and data stages), so a retrained model's data is versioned like the source.
+    A column of ``optional`` (ids and text, which no model reads; every one
+    but the target when roles are not read) may be absent: it is missing there.
     """
     folder = root / PRODUCTION_DIR
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     parts = []
     for path in files:
         rows = pd.read_parquet(path)
-        missing = [str(c) for c in frame.columns if c not in rows.columns]
+        missing = [str(c) for c in frame.columns if c not in rows.columns and c not in optional]
         if missing:
             raise ReprobookError(
                 f"{path}: labelled production rows lack {len(missing)} column(s) of the training data: "
                 f"{_column_list(pd.Index(missing))}; expected the columns {_column_list(frame.columns)}; "
                 "remove the file (dvc remove it) or write it again with `reprobook retrain`"
             )
-        parts.append(rows[list(frame.columns)])
+        parts.append(rows.reindex(columns=list(frame.columns)))
     if not parts:
         return frame, 0
     return pd.concat([frame, *parts], ignore_index=True), sum(len(p) for p in parts)

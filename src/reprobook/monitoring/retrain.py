@@ -70,7 +70,7 @@ def labelled_rows(root: Path, params, target: str, only: list[int] | None = None
         frame = batch.frame.assign(**{cap.ID: batch.ids.to_numpy()})
         joined = frame.merge(labels[[key, target]].rename(columns={key: cap.ID}), on=cap.ID, how="inner")
         joined = joined[joined[target].notna()]
-        drop = [c for c in (cap.ID, id_column) if c and c in joined.columns]
+        drop = [c for c in (cap.ID,) if c in joined.columns]  # the batch's id column stays: role id, kept for joins
         parts.append(joined.drop(columns=drop))
         used.append(int(entry["index"]))
     if not parts:
