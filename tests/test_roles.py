@@ -151,3 +151,19 @@ def test_a_role_for_a_column_the_data_lacks_is_named(tmp_path):
     shapes(100).to_csv(tmp_path / "data.csv", index=False)
     with pytest.raises(ReprobookError, match="data.columns: 'incom' has a role .*did you mean 'income'"):
         load_dataset(DataParams(source="csv:data.csv", target="label", columns={"incom": "numeric"}), tmp_path)
+
+
+def test_preflight_refuses_a_design_over_the_memory_limit_from_the_raw_file(tmp_path):
+    from reprobook.project.params import Params
+    from reprobook.project.preflight import design_problems
+
+    frame = shapes()
+    frame["dealer"] = frame["dealer"].str[:4]  # under 1,000 levels
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data" / "t.csv", index=False)
+    roles = {name: found.role for name, found in infer_roles(frame, "label").items()}
+    data = {"source": "csv:data/t.csv", "target": "label", "columns": roles}
+    wide = Params.model_validate({"data": data, "model": {"onehot_max_levels": 1000, "max_memory_mb": 16}})
+    problems = design_problems(tmp_path, wide)
+    assert len(problems) == 1 and problems[0].startswith("model.max_memory_mb:") and "'dealer'" in problems[0]
+    assert design_problems(tmp_path, Params.model_validate({"data": data, "model": {"max_memory_mb": 16}})) == []

@@ -26,7 +26,6 @@ choices are in docs/performance.md ("Encoders").
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -34,14 +33,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from reprobook.errors import ReprobookError
+from reprobook.ml.design import DATETIME_PARTS, TEXT_COMPONENTS, encoder, width
 
-DATETIME_PARTS = ("elapsed_days", "year", "month", "day", "weekday", "hour")
-TEXT_COMPONENTS = 32
 INFREQUENT_SHARE = 0.01
 MISSING = "missing"
-BYTES_PER_VALUE = 8
-PEAK_COPIES = 3
-"""The design matrix exists about three times at the peak of a fit: the blocks, their stack, the estimator's copy."""
 
 
 def _frame(x: Any) -> pd.DataFrame:
@@ -207,59 +202,17 @@ def plan(features: pd.DataFrame, roles: dict[str, str], *, onehot_max_levels: in
     """Which encoder each feature column gets: ``numeric``, ``onehot``, ``target``, ``datetime``, ``text``."""
     groups: dict[str, list[str]] = {"numeric": [], "onehot": [], "target": [], "datetime": [], "text": []}
     for name in map(str, features.columns):
-        role = roles.get(name, "numeric")
-        if role == "numeric":
-            groups["numeric"].append(name)
-        elif role in ("categorical", "boolean"):
-            groups["onehot" if levels(features[name]) <= onehot_max_levels else "target"].append(name)
-        elif role == "datetime":
-            groups["datetime"].append(name)
-        elif role == "text" and text:
-            groups["text"].append(name)
+        kind = encoder(roles.get(name, "numeric"), levels(features[name]), onehot_max_levels, text)
+        if kind:
+            groups[kind].append(name)
     return groups
 
 
 def column_widths(features: pd.DataFrame, groups: dict[str, list[str]], *, onehot_max_levels: int,
                   n_classes: int) -> dict[str, int]:
-    """Design-matrix columns each feature will take (an upper bound: one-hot keeps at most its cap)."""
-    widths: dict[str, int] = {}
-    for name in groups["numeric"]:
-        widths[name] = 1
-    for name in groups["onehot"]:
-        widths[name] = min(levels(features[name]), onehot_max_levels)
-    for name in groups["target"]:
-        widths[name] = n_classes if n_classes > 2 else 1
-    for name in groups["datetime"]:
-        widths[name] = len(DATETIME_PARTS)
-    for name in groups["text"]:
-        widths[name] = TEXT_COMPONENTS
-    return widths
-
-
-def memory_limit_mb(configured: int | None) -> int:
-    """``model.max_memory_mb``, or a quarter of this machine's physical memory."""
-    if configured is not None:
-        return configured
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 * 1024**3
-    return max(256, int(total / 4 / 1024**2))
-
-
-def check_memory(rows: int, widths: dict[str, int], limit_mb: int) -> float:
-    """The estimated peak size (MB) of fitting on ``rows`` rows; refuse, naming the widest columns, past the limit."""
-    width = sum(widths.values())
-    needed = rows * width * BYTES_PER_VALUE * PEAK_COPIES / 1024**2
-    if needed > limit_mb:
-        widest = sorted(widths.items(), key=lambda item: -item[1])[:3]
-        named = ", ".join(f"'{name}' {cols} columns" for name, cols in widest)
-        raise ReprobookError(
-            f"model.max_memory_mb: fitting on {rows} rows x {width} encoded columns needs about {needed:,.0f} MB, "
-            f"expected at most {limit_mb:,} MB; widest: {named}. Lower model.onehot_max_levels, set those columns' "
-            "role to ignored in data.columns (params.yaml), or raise model.max_memory_mb"
-        )
-    return needed
+    """Design-matrix columns each planned feature will take (:func:`reprobook.ml.design.width`)."""
+    return {name: width(kind, levels(features[name]), onehot_max_levels, n_classes)
+            for kind, names in groups.items() for name in names}
 
 
 def preprocessor(features: pd.DataFrame, roles: dict[str, str], *, onehot_max_levels: int, text: bool, seed: int,

@@ -79,7 +79,7 @@ def build_pipeline(features: pd.DataFrame, params: ModelParams, task: str, roles
     from ``features``. The design matrix's size is estimated first and a
     configuration over ``model.max_memory_mb`` is refused before any fit.
     """
-    from reprobook.ml import encoders
+    from reprobook.ml import design, encoders
     from reprobook.ml.roles import infer_roles
 
     if not roles:
@@ -87,7 +87,7 @@ def build_pipeline(features: pd.DataFrame, params: ModelParams, task: str, roles
     text = params.text_encoder != "none"
     groups = encoders.plan(features, roles, onehot_max_levels=params.onehot_max_levels, text=text)
     widths = encoders.column_widths(features, groups, onehot_max_levels=params.onehot_max_levels, n_classes=n_classes)
-    encoders.check_memory(len(features), widths, encoders.memory_limit_mb(params.max_memory_mb))
+    design.check_memory(len(features), widths, design.memory_limit_mb(params.max_memory_mb))
     preprocess = encoders.preprocessor(features, roles, onehot_max_levels=params.onehot_max_levels, text=text,
                                        seed=params.seed, task=task)
     return Pipeline([("preprocess", preprocess), ("model", make_estimator(params, task))])

@@ -108,6 +108,7 @@ def params_problems(root: Path, params: Params) -> list[str]:
             elif columns is not None and name not in columns:
                 problems.append(f"{key}: no column '{name}' in {where}")
     problems += _data_file_problems(root, params)
+    problems += design_problems(root, params)
     name = params.model.registered_name
     if not REGISTERED_NAME.fullmatch(name) or name != name.strip():
         problems.append(f"model.registered_name: '{name}' is not a registry name MLflow accepts; use letters, "
@@ -125,6 +126,57 @@ def _data_file_problems(root: Path, params: Params) -> list[str]:
         return []
     try:
         check_csv_header(path)
+    except ReprobookError as exc:
+        return [str(exc)]
+    return []
+
+
+def design_problems(root: Path, params: Params) -> list[str]:
+    """A design matrix that would not fit in ``model.max_memory_mb``, estimated from the raw file (csv:/parquet:)
+    and the declared roles: refused here, before DVC deletes any output, rather than in the modeling kernel.
+
+    pyarrow reads the file (no pandas); only the level counts of the
+    categorical and boolean columns are computed. A column without a declared
+    role is counted as the data stage would treat an unknown one: numeric.
+    """
+    from reprobook.ml import design
+    from reprobook.project.paths import source_file
+
+    kind = params.data.source.partition(":")[0]
+    path = source_file(params.data.source, root) if kind in ("csv", "parquet") else None
+    if path is None or not path.is_file() or not params.data.columns:
+        return []
+    try:
+        import pyarrow.compute as pc
+
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path)
+    except (OSError, ValueError, ImportError):
+        return []  # the data stage reads it and names what is wrong
+    model, roles = params.model, params.data.columns
+    dropped = set(params.data.drop_columns)
+    target = params.data.target
+    n_classes = int(pc.count_distinct(table[target]).as_py()) if target in table.column_names else 2
+    widths = {}
+    for name in table.column_names:
+        role = roles.get(name, "numeric")
+        if name in dropped or name == target:
+            continue
+        levels = 0
+        if role in ("categorical", "boolean"):
+            column = table[name]
+            levels = int(pc.count_distinct(column).as_py()) + int(column.null_count > 0)
+        widths[name] = design.width(design.encoder(role, levels, model.onehot_max_levels, model.text_encoder != "none"),
+                                    levels, model.onehot_max_levels, n_classes)
+    rows = int(table.num_rows * (1 - params.data.test_size))
+    try:
+        design.check_memory(rows, widths, design.memory_limit_mb(model.max_memory_mb))
     except ReprobookError as exc:
         return [str(exc)]
     return []
