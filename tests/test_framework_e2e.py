@@ -63,17 +63,28 @@ def commit_all(root: Path, message: str) -> None:
     sh(["git", "commit", "-qm", message, "--allow-empty"], root)
 
 
+def commit_line(output: str) -> str:
+    """The shell line `reprobook run` says commits its results (its summary's 'commit:' line)."""
+    line = next((line for line in output.splitlines() if line.strip().startswith("commit:")), "")
+    assert line.endswith("(new results)"), f"no commit line in:\n{output}"
+    return line.split("commit:", 1)[1].rsplit("(new results)", 1)[0].strip()
+
+
 def _new_project(base: Path, name: str, data: Path, target: str, *extra: str) -> dict:
-    """`reprobook new`, `reprobook run`, commit, a second `reprobook run`: what a new user does."""
+    """`reprobook new`, `reprobook run`, the commit line it prints, a second `reprobook run`: what a new user does."""
     root = base / name
     created = reprobook("new", str(root), "--data", str(data), "--target", target, *extra, "--remote",
                         str(base / f"{name}-storage"), cwd=base)
+    first_commit = sh(["git", "ls-files"], root).stdout.split()
     first = reprobook("run", cwd=root)
-    commit_all(root, "first run")
+    line = commit_line(first.stdout)
+    sh(["bash", "-c", line], root)
+    committed = sh(["git", "status", "--porcelain", "--untracked-files=all"], root).stdout
     second = reprobook("run", cwd=root)
     status = sh(["git", "status", "--porcelain"], root).stdout
     return {"root": root, "created": created.stdout, "first": first.stdout + first.stderr,
-            "second": second.stdout + second.stderr, "status": status}
+            "second": second.stdout + second.stderr, "status": status, "first_commit": first_commit,
+            "commit_line": line, "after_commit_line": committed}
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +129,19 @@ def test_new_classification_project_runs_with_no_edit(classification):
     assert data_metrics["dropped_missing_target"] == 2
     roc_auc = json.loads((root / "reports/modeling/metrics.json").read_text())["test"]["roc_auc"]
     assert 0.9 < roc_auc <= 1.0
+
+
+def test_the_printed_commit_line_leaves_git_clean(classification):
+    """`reprobook new` commits the .gitignore entries DVC needs; the run's commit line names what it changed."""
+    assert {"data/processed/.gitignore", "models/.gitignore", "reports/modeling/.gitignore"} <= set(
+        classification["first_commit"])
+    root = classification["root"]
+    assert (root / "data/processed/.gitignore").read_text() == "/train.parquet\n/test.parquet\n"
+    assert (root / "models/.gitignore").read_text() == "/model.skops\n"
+    line = classification["commit_line"]
+    assert line.startswith("git add -- dvc.lock ") and "reports/modeling/metrics.json" in line, line
+    assert ".gitignore" not in line, line  # DVC found its entries in the first commit and wrote none
+    assert classification["after_commit_line"] == "", classification["after_commit_line"]
 
 
 def test_second_run_does_nothing_and_leaves_git_clean(classification, regression):
@@ -229,6 +253,8 @@ def test_a_users_own_notebook_becomes_a_tracked_stage(classification):
     assert "stage balance" in added.stdout
     declared = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["balance"]
     assert declared["cmd"] == "reprobook stage balance" and declared["meta"]["notebook"] == "notebooks/05_balance.ipynb"
+    # The entries DVC writes for the stage's cached outs, ahead of it (its metrics are git's: cache: false).
+    assert (root / "reports/balance/.gitignore").read_text() == "/notebook.ipynb\n/notebook.html\n"
     commit_all(root, "a fifth stage")
     ran = reprobook("run", cwd=root)
     assert stages_run(ran.stdout) == "balance", ran.stdout  # nothing upstream reran
@@ -246,7 +272,8 @@ def test_a_users_own_notebook_becomes_a_tracked_stage(classification):
     download.mkdir()
     inputs = json.loads(Path(client.download_artifacts(run.info.run_id, "record/inputs.json", str(download))).read_text())
     assert "data/processed/train.parquet" in inputs
-    commit_all(root, "balance ran")
+    sh(["bash", "-c", commit_line(ran.stdout)], root)
+    assert sh(["git", "status", "--porcelain", "--untracked-files=all"], root).stdout == ""
     # Compare and reproduce work for it exactly as for the built-in stages.
     first = run.info.run_id
     compared = reprobook("compare", first, mlflow_runs(root, "tumour-study", "modeling")[-1].info.run_id,

@@ -86,7 +86,7 @@ def retrain_command(
     root = project_root()
     result = retrain(root, batch or None)
     console = Console()
-    console.print(result.pipeline.summary(), soft_wrap=True, highlight=False)
+    console.print(result.pipeline.summary(), soft_wrap=True, highlight=False, markup=False)
     promoted = result.champion_after != result.champion_before
     console.print(
         f"retrained on {result.rows} labelled production row(s) of batch(es) {', '.join(map(str, result.batches))} "

@@ -75,7 +75,7 @@ def run_command(
 
     use_scheduler(scheduler)
     result = run_pipeline(project_root(), force=force, overrides=set_param or [])
-    out.print(result.summary(), soft_wrap=True, highlight=False)
+    out.print(result.summary(), soft_wrap=True, highlight=False, markup=False)  # paths may hold [ ]
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

@@ -71,7 +71,7 @@ class PipelineResult:
         lines += restored
         if self.uncommitted and self.ok:
             # `dvc metrics diff` compares with the commit: results left uncommitted have nothing to compare to.
-            lines.append("  commit:   git add dvc.lock reports .reprobook && git commit -m '...'   (new results)")
+            lines.append(f"  commit:   {commit_command(self.uncommitted)}   (new results)")
         lines += [
             f"  reports:  {self.root / 'reports'}/<stage>/notebook.html",
             "  metrics:  dvc metrics show   |  plots: dvc plots show",
@@ -82,6 +82,13 @@ class PipelineResult:
     @property
     def exit_code(self) -> int:
         return INTERRUPTED_EXIT if self.interrupted else 0 if self.ok else 1
+
+
+def commit_command(paths: list[str]) -> str:
+    """The shell line committing exactly ``paths`` (what the run changed that git tracks): a clean tree after it."""
+    import shlex
+
+    return f"git add -- {' '.join(shlex.quote(path) for path in paths)} && git commit -m '...'"
 
 
 def dvc_executable() -> str:

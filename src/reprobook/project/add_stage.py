@@ -57,6 +57,10 @@ def add_stage(root: Path, name: str, notebook: str, *, params: list[str], deps: 
     document["stages"][name] = entry
     with (root / DVC_FILE).open("w") as handle:
         yaml.dump(document, handle)
+    from reprobook.project import ignores
+
+    # The .gitignore entries DVC writes when the stage first runs, now: committed with dvc.yaml, the run leaves git clean.
+    ignores.write_ignores(root, ignores.outs_of(entry))
     mlproject = root / "MLproject"
     if mlproject.is_file() and f"\n  {name}:" not in mlproject.read_text():
         with mlproject.open("a") as handle:

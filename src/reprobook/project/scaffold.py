@@ -276,6 +276,9 @@ def new_project(path: Path, *, data: Path | None = None, target: str | None = No
             quality.infer_schema(frame.dropna(subset=[spec.target]), label=spec.target).to_yaml(path / spec.schema_file)
         if data is not None:
             run_checked(["dvc", "add", "--quiet", f"data/raw/{data.name}"], path, "dvc add")
+        from reprobook.project import ignores
+
+        ignores.write_ignores(path)  # what DVC adds on the first run, in the first commit: the run leaves git clean
         write_fingerprints(path)
         run_checked(["git", "add", "--all"], path, "git add")
         run_checked(["git", "commit", "--quiet", "-m", f"New reprobook project {spec.name}"], path, "git commit")

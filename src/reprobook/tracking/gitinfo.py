@@ -86,10 +86,32 @@ def require_identity(root: Path) -> None:
         )
 
 
+RESULT_FOLDERS = ("reports", ".reprobook")
+"""Where the stages write: what git does not ignore there is a result to commit."""
+
+
 def uncommitted_results(root: Path) -> list[str]:
-    """Pipeline results git tracks that differ from the commit: ``dvc.lock`` and the committed metrics."""
-    status = _git(root, "status", "--porcelain", "--", "dvc.lock", "reports", ".reprobook") or ""
-    return sorted(line[3:] for line in status.splitlines() if line.strip())
+    """Every file the pipeline writes for git that differs from the commit, by name: ``dvc.lock``, the
+    ``cache: false`` outs (the committed metrics, the code fingerprints), the rest of ``reports/`` and
+    ``.reprobook/`` git does not ignore, and the ``.gitignore`` files DVC keeps beside its cached outs
+    (``data/processed/``, ``models/``). ``git add`` of them leaves the tree as clean as the run found it."""
+    try:
+        from reprobook.project.ignores import declared_outs
+
+        outs = declared_outs(root)
+    except Exception:  # noqa: BLE001  no or a broken dvc.yaml: the lock and the result folders still count
+        outs = []
+    declared = {out.gitignore if out.cached else out.path for out in outs}
+    pathspecs = ["dvc.lock", *RESULT_FOLDERS, *(f":(literal){path}" for path in sorted(declared))]
+    status = _git(root, "status", "--porcelain", "-z", "--untracked-files=all", "--", *pathspecs) or ""
+    paths: set[str] = set()
+    fields = iter(status.split("\0"))
+    for record in fields:
+        if record[:1] in ("R", "C"):
+            next(fields, "")  # a staged rename's or copy's source: staged already, and no path `git add` knows
+        if len(record) > 3 and record[:2] != "D ":  # a staged deletion is in the commit without `git add`
+            paths.add(record[3:])
+    return sorted(paths, key=lambda path: (path != "dvc.lock", path))
 
 
 def is_commit_id(value: str | None) -> bool:
