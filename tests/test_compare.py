@@ -117,6 +117,30 @@ def test_compare_shows_differing_param_data_and_metric_delta(client):
     assert payload["params"][0]["values"] == ["4", "6"] and "timing.fit_s" not in json.dumps(payload["metrics"])
 
 
+def test_compare_shows_the_serving_contract_between_modeling_runs(client):
+    """Input columns added (callers must send them) and removed, from each run's inputs tag."""
+    from rich.console import Console
+
+    from reprobook.tracking.contract import TAG_INPUTS
+
+    first = record.load_record(client, log_stage_run(client, tags={TAG_INPUTS: json.dumps(["id", "age", "income"])}))
+    same = record.load_record(client, log_stage_run(client, tags={TAG_INPUTS: json.dumps(["income", "age", "id"])}))
+    other = record.load_record(client, log_stage_run(
+        client, tags={TAG_INPUTS: json.dumps(["age", "income", "timestamp_ms"])}))
+    data = record.load_record(client, log_stage_run(client, stage="data", digest=None))
+    comparison = compare.compare_records([first, same, other, data])
+    span = f"{first.run_id[:8]}..{other.run_id[:8]}"
+    assert comparison.serving_contract == {span: {"added": ["timestamp_ms"], "removed": ["id"]}}, \
+        "same columns in another order, and a run without a model, show no change"
+    assert f"| {span} | +timestamp_ms −id |" in compare.to_markdown(comparison)
+    assert json.loads(compare.to_json(comparison))["serving_contract"][span]["added"] == ["timestamp_ms"]
+    console = Console(record=True, width=200)
+    console.print(compare.to_rich(comparison))
+    text = console.export_text()
+    assert "serving contract" in text and "+timestamp_ms −id" in text
+    assert compare.compare_records([first, same]).serving_contract == {}
+
+
 def test_compare_runs_of_different_stages(client):
     data = record.load_record(client, log_stage_run(client, stage="data", params={"data.seed": "42"},
                                                       metrics={"rows": 1000.0}, digest=None))

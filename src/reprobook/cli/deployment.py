@@ -3,7 +3,8 @@
 Each command maps its arguments to one call of :mod:`reprobook.monitoring.deployment`
 and prints the report as Rich tables (``--format json``: one JSON document).
 Exit codes: 0 success (gates passed, canary complete, promoted, rolled back),
-1 a negative decision (gates failed, canary rolled back, promotion refused),
+1 a negative decision (gates failed, canary rolled back, promotion refused,
+also for want of --accept-contract-change),
 2 usage error (unknown alias or model, a batch missing a model column,
 labels matching no row, nothing to roll back to), 3 a canary still in
 progress when its batches ran out.
@@ -204,17 +205,25 @@ def promote_command(
     batch: Annotated[Optional[Path], typer.Option("--batch", help="labelled rows to gate on [default: the test split]")] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="labels of --batch: 'id,TARGET' rows")] = None,
     force: Annotated[bool, typer.Option("--force", help="promote even if a gate fails (recorded as forced)")] = False,
+    accept_contract_change: Annotated[
+        bool, typer.Option("--accept-contract-change", help="promote a challenger that needs an input column the "
+                                                             "champion does not read (callers must send it)")
+    ] = False,
     output: FormatOption = Format.text,
 ) -> None:
     """Blue-green: when the gates pass, @champion moves to the challenger in one step.
 
     The replaced version keeps @previous (deployment.previous_alias) for
     `reprobook rollback`. The gates run on --batch/--labels, else on the test split.
-    Exit 0 promoted, 1 refused (a gate failed; the registry's aliases are unchanged).
+    A challenger that needs an input column the champion does not read is a
+    serving contract change: refused, before any gate runs, unless
+    --accept-contract-change is given (--force does not imply it).
+    Exit 0 promoted, 1 refused (a gate failed, or the contract change was not
+    accepted; the registry's aliases are unchanged).
     """
     from reprobook.monitoring.deployment import promote
 
-    report = promote(_root(), None, challenger, batch, labels, force)
+    report = promote(_root(), None, challenger, batch, labels, force, accept_contract_change)
     if output is Format.json:
         _json(report.to_dict())
     else:
@@ -227,6 +236,13 @@ def _print_promotion(report: PromotionReport) -> None:
     if report.gates:
         out.print(gates_table(report.gates))
     out.print(f"gates run on {report.rows}", soft_wrap=True, highlight=False)
+    change = report.contract_change or {}
+    if change.get("added") or change.get("removed"):
+        from reprobook.tracking.contract import ContractChange
+
+        short = ContractChange(tuple(change.get("added", ())), tuple(change.get("removed", ()))).short()
+        out.print(f"serving contract against version {report.champion}: {short}", soft_wrap=True, highlight=False,
+                  markup=False)
     if report.promoted:
         replaced = f" (version {report.champion} keeps @previous)" if report.champion else ""
         out.print(f"[green]{report.decision}[/]: '{report.model}' @champion is now version {report.challenger}"

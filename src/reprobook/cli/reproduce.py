@@ -70,7 +70,8 @@ def compare_command(
                                                       "(stage, pipeline or experiment runs)")],
     output: Annotated[Format, typer.Option("--format", help="text (tables), json, or markdown (for a PR comment)")] = Format.text,
 ) -> None:
-    """Side by side: params, data digests, commits and changed files, environment, and metrics with deltas."""
+    """Side by side: params, data digests, commits and changed files, environment, serving contract (input
+    columns added and removed between modeling runs), and metrics with deltas."""
     from reprobook.errors import UsageError
     from reprobook.project.paths import project_root
     from reprobook.reproduce import compare
@@ -82,7 +83,7 @@ def compare_command(
     root = project_root()
     full_ids = runids.resolve_all(root, run_ids)  # every id checked before any record is read
     client = store.client(root)
-    comparison = compare.compare_records([resolve_stage_run(client, run_id) for run_id in full_ids], root)
+    comparison = compare.compare_records([resolve_stage_run(client, run_id) for run_id in full_ids], root, client)
     if output is Format.json:
         print(compare.to_json(comparison))
     elif output is Format.markdown:

@@ -140,7 +140,7 @@ class _RunOpener:
             from reprobook.tracking import registry, store
 
             if registers_model(stage):
-                # Refuse a model of another task, target or features before training, not after.
+                # Refuse a model of another task, target or classes before training, not after.
                 registry.check_project_binding(store.client(root), root, params.model.registered_name)
             self.run_id = start_stage_run(stage, root, params, started_ms=int(started * 1000), extras=extras)
         except BaseException as exc:  # re-raised in the main thread by check() or result()

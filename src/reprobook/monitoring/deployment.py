@@ -47,6 +47,8 @@ from reprobook.monitoring.capture import (ID, LABEL, PREDICTION, Batch, ModelRef
                                          registered_aliases)
 from reprobook.project.params import DeploymentParams, Params
 from reprobook.project.paths import DEPLOYMENT_LOG, TEST_FILE
+from reprobook.tracking import contract
+from reprobook.tracking.contract import ContractChange
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,8 +145,8 @@ def load_pair(project: Project, champion: str | None, challenger: str | None) ->
     """Both models, loaded; refused when they are one version, or versions of different registered models.
 
     Versions of one registered name are comparable by construction (the
-    registry binds a name to one task, target and feature set); two names may
-    not be.
+    registry binds a name to one task, target and set of classes, and each
+    model reads its own columns of a batch); two names may not be.
     """
     champion_ref = model_ref(champion, CHAMPION, "--champion", project.params)
     challenger_ref = model_ref(challenger, CHALLENGER, "--challenger", project.params)
@@ -827,6 +829,8 @@ class PromotionReport:
     rows: str
     """Which labelled rows the gates were run on."""
     comparison: dict[str, Any] | None = None
+    contract_change: dict[str, Any] | None = None
+    """Input columns the challenger reads beyond the champion's (``added``) and fewer (``removed``)."""
 
     def to_dict(self) -> dict[str, Any]:
         from reprobook.quality.jsonsafe import json_safe
@@ -834,14 +838,29 @@ class PromotionReport:
         return json_safe(asdict(self))
 
 
+class ContractChangeRefused(ReprobookError):
+    """The challenger needs an input column the champion does not read, and no consent was given (exit 1:
+    a refused promotion, as a failed gate; nothing was written)."""
+
+
 def promote(root: Path, name: str | None = None, challenger_ref: str | None = None, batch_path: Path | None = None,
-            labels_path: Path | None = None, force: bool = False) -> PromotionReport:
+            labels_path: Path | None = None, force: bool = False,
+            accept_contract_change: bool = False) -> PromotionReport:
     """Blue-green: run the gates, then move ``champion`` to the challenger in one registry call.
 
     The gates run on the labelled batch given, else on the project's test
     split. The replaced champion keeps the alias ``deployment.previous_alias``
     (set first, so that a rollback is possible the moment ``champion`` moves).
     ``force`` promotes despite failed gates; that, and which gates failed, is recorded.
+
+    A challenger that reads an input column the champion does not changes the
+    serving contract: callers sending the champion's columns would be refused
+    by it. No gate can measure that, so it needs ``accept_contract_change``
+    (``--accept-contract-change``), checked before any gate runs; without it
+    :class:`ContractChangeRefused` names the columns and nothing is written.
+    ``force`` does not imply it: a failed gate and a broken caller are two
+    different risks. The change, accepted or merely informative (inputs the
+    challenger no longer reads), is said in the reason and logged.
     """
     project = load_project(root)
     name = name or project.params.model.registered_name
@@ -853,20 +872,61 @@ def promote(root: Path, name: str | None = None, challenger_ref: str | None = No
     current = alias_version(client, name, CHAMPION)
     if current == candidate.version:
         raise UsageError(f"version {candidate.version} of '{name}' is already @{CHAMPION}; nothing to promote")
+    change = serving_contract(project, candidate, current)
+    consent_refusal = contract_consent(name, candidate.version, current, change, accept_contract_change)
+    if consent_refusal is not None:
+        raise ContractChangeRefused(consent_refusal)
     checked, comparison, rows = _promotion_gates(project, candidate, current, batch_path, labels_path, force)
     decision, reason = promotion_decision(checked, force)
+    if change is not None and change.changed:
+        reason = f"{reason}; {change.describe(accepted=accept_contract_change)}"
     promoted = decision != "refused"
     if promoted:
         switch_champion(client, name, candidate.version, current, project.settings.previous_alias)
     report = PromotionReport(name, candidate.version, current, checked, promoted, decision == "forced", decision,
-                             reason, rows, asdict(comparison) if isinstance(comparison, Comparison) else None)
+                             reason, rows, asdict(comparison) if isinstance(comparison, Comparison) else None,
+                             _change_dict(change))
     decisions = {candidate.version: decision}
     if promoted and current is not None:
         decisions[current] = f"replaced by version {candidate.version}"
     record(project, name, "promote", decision, reason, {CHAMPION: current, CHALLENGER: candidate.version},
            decisions, {"gates": [asdict(g) for g in checked], "forced": report.forced, "rows": rows,
-                       "comparison": report.comparison})
+                       "comparison": report.comparison, "contract_change": report.contract_change})
     return report
+
+
+def contract_consent(name: str, version: str, current: str | None, change: ContractChange | None,
+                     accepted: bool) -> str | None:
+    """Why the promotion is refused for want of consent to a serving contract change; None when it may go on.
+
+    Only added inputs need consent (removed ones are sent and ignored); an
+    unknown contract (no champion, or one whose columns cannot be read) asks
+    nothing here: the champion gate fails on a champion that cannot score.
+    """
+    if change is None or not change.needs_consent or accepted or current is None:
+        return None
+    return contract.refusal(name, version, current, change)
+
+
+def serving_contract(project: Project, candidate: ServingModel, current: str | None) -> ContractChange | None:
+    """The challenger's input columns against the champion's; None without a champion or when its are unknown.
+
+    The champion's come from its MLflow signature (known without loading it),
+    else from the loaded model; the challenger's from the loaded model, as it scores.
+    """
+    if current is None:
+        return None
+    try:
+        fetched = capture.fetch_version(project.root, ModelRef(candidate.name, version=current))
+        inputs = fetched.features() or capture.load_fetched(fetched, project.params.model.trusted_types).features
+    except Exception:  # noqa: BLE001  unknown: the champion gate reports a champion that cannot be used
+        return None
+    return contract.diff(inputs, candidate.features, current)
+
+
+def _change_dict(change: ContractChange | None) -> dict[str, Any] | None:
+    return None if change is None else {"added": list(change.added), "removed": list(change.removed),
+                                        "champion_version": change.champion_version}
 
 
 def promotion_decision(checked: list[Gate], force: bool) -> tuple[str, str]:
@@ -1049,7 +1109,8 @@ def _relative(path: Path, root: Path) -> str:
 
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "CanaryReport", "CanaryStep", "Comparison", "Gate", "PromotionReport",
-    "RollbackReport", "ShadowReport", "canary", "canary_decision", "champion_gate", "gates", "gates_pass",
-    "paired_bootstrap", "promote", "read_log", "record", "rollback", "route", "shadow",
+    "CHALLENGER", "CHAMPION", "CanaryReport", "CanaryStep", "Comparison", "ContractChangeRefused", "Gate",
+    "PromotionReport", "RollbackReport", "ShadowReport", "canary", "canary_decision", "champion_gate",
+    "contract_consent", "gates", "gates_pass", "paired_bootstrap", "promote", "read_log", "record", "rollback",
+    "route", "serving_contract", "shadow",
 ]

@@ -1,9 +1,12 @@
-"""Compare run records side by side: params, data, code, environment, metrics.
+"""Compare run records side by side: params, data, code, environment, serving contract, metrics.
 
 Only what differs is shown (metrics are always shown, with deltas against the
-first run). The same comparison drives ``reprobook compare`` and the verdict of
-``reprobook reproduce``; it renders as rich tables, JSON or Markdown (for a
-pull-request comment).
+first run). The serving contract is the input columns a run's model reads
+(:mod:`reprobook.tracking.contract`): between two modeling runs, the columns
+added (a caller must send them) and removed (sent and ignored). The same
+comparison drives ``reprobook compare`` and the verdict of ``reprobook
+reproduce``; it renders as rich tables, JSON or Markdown (for a pull-request
+comment).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from reprobook.tracking import contract
 from reprobook.tracking.record import RunRecord, code_changes
 
 ENVIRONMENT_FIELDS = ("python", "implementation", "platform", "machine")
@@ -38,6 +42,9 @@ class Comparison:
     changed_files: dict[str, list[str]] = field(default_factory=dict)
     """Files changed between the first run's commit and each other commit (``git diff --name-only``)."""
     environment: list[Row] = field(default_factory=list)
+    serving_contract: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    """Input columns added and removed between the first run's model and each other run's (when both are known
+    and differ), keyed like ``changed_files``."""
     metrics: list[Row] = field(default_factory=list)
     deltas: dict[str, list[float | None]] = field(default_factory=dict)
 
@@ -104,8 +111,34 @@ def changed_files(repo: Path, first: str | None, other: str | None) -> list[str]
     return result.stdout.split() if result.returncode == 0 else None
 
 
-def compare_records(records: list[RunRecord], repo: Path | None = None) -> Comparison:
-    """Side-by-side differences of ``records`` (any stages; fields a run lacks show as None)."""
+def record_inputs(record: RunRecord, client=None) -> tuple[str, ...] | None:
+    """The input columns of a run's model: its tag, else (with a ``client``) its logged model's signature."""
+    tagged = contract.parse_inputs(record.tags.get(contract.TAG_INPUTS))
+    if tagged is not None or client is None:
+        return tagged
+    return contract.run_inputs(client, record.run_id, record.tags)
+
+
+def contract_changes(records: list[RunRecord], inputs: list[tuple[str, ...] | None]) -> dict[str, dict[str, list[str]]]:
+    """Added and removed inputs from the first run to each other one; runs whose inputs are unknown are left out."""
+    first = inputs[0] if inputs else None
+    changes: dict[str, dict[str, list[str]]] = {}
+    if first is None:
+        return changes
+    for record, other in zip(records[1:], inputs[1:]):
+        change = contract.diff(first, other) if other is not None else None
+        if change is not None and change.changed:
+            changes[f"{records[0].run_id[:8]}..{record.run_id[:8]}"] = {"added": list(change.added),
+                                                                         "removed": list(change.removed)}
+    return changes
+
+
+def compare_records(records: list[RunRecord], repo: Path | None = None, client=None) -> Comparison:
+    """Side-by-side differences of ``records`` (any stages; fields a run lacks show as None).
+
+    With a ``client``, a run without the inputs tag (logged by an older
+    reprobook) has its serving contract read from its logged model's signature.
+    """
     comparison = Comparison(
         runs=[
             {"run_id": r.run_id, "stage": r.stage, "status": r.status, "commit": r.commit,
@@ -123,6 +156,7 @@ def compare_records(records: list[RunRecord], repo: Path | None = None) -> Compa
     comparison.deltas = {
         row.key: [delta(row.values[0], value) for value in row.values[1:]] for row in comparison.metrics
     }
+    comparison.serving_contract = contract_changes(records, [record_inputs(r, client) for r in records])
     if repo is not None:
         first = records[0].commit
         for record in records[1:]:
@@ -145,6 +179,11 @@ def cell(value: Any) -> str:
     return text[:12] if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else text
 
 
+def contract_cell(change: dict[str, list[str]]) -> str:
+    """``+timestamp_ms −id``: added inputs (callers must send them) and removed ones."""
+    return contract.ContractChange(tuple(change["added"]), tuple(change["removed"])).short()
+
+
 def delta_cell(value: float | None) -> str:
     return "-" if value is None else f"{value:+.6g}"
 
@@ -163,6 +202,10 @@ def _sections(comparison: Comparison) -> list[tuple[str, list[str], list[list[st
     if comparison.changed_files:
         sections.append(("files changed between commits", ["commits", "files"],
                          [[span, ", ".join(files)] for span, files in comparison.changed_files.items()]))
+    if comparison.serving_contract:
+        sections.append(("serving contract (model input columns)", ["runs", "serving contract"], [
+            [span, contract_cell(change)] for span, change in comparison.serving_contract.items()
+        ]))
     delta_labels = [f"Δ {label}" for label in labels[1:]]
     sections.append(("metrics", ["", *labels, *delta_labels], [
         [row.key, *map(cell, row.values), *map(delta_cell, comparison.deltas[row.key])]
