@@ -213,6 +213,7 @@ def test_dropping_a_feature_with_a_schema_file_registers_a_successor(events):
     assert events["params"]["data"]["schema_file"]
     text = (root / "params.yaml").read_text().replace("  drop_columns: []", "  drop_columns: [grade]")
     (root / "params.yaml").write_text(text)
+    sh(["git", "commit", "-qam", "drop grade"], root)  # the user's edit; the run's results are the printed line's
     again = reprobook("run", cwd=root, check=False)
     output = again.stdout + again.stderr
     assert again.returncode == 0, output[-3000:]

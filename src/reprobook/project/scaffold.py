@@ -226,15 +226,16 @@ def spec_for_data(name: str, data: Path, target: str | None, task: str | None) -
     from reprobook.ml.splits import propose
 
     columns = _roles(frame, target)
-    kind, split_column, split_reason = propose(frame, target, {n: r for n, r, _ in columns}, resolved)
-    notes.append(f"split: {kind}{f' on {split_column!r}' if split_column else ''} ({split_reason}); data.split in params.yaml")
+    split_kind, split_column, split_reason = propose(frame, target, {n: r for n, r, _ in columns}, resolved)
+    notes.append(f"split: {split_kind}{f' on {split_column!r}' if split_column else ''} ({split_reason}); "
+                 "data.split in params.yaml")
     id_column = _row_id(columns, frame)
     project = slug(name)
     spec = ProjectSpec(
         name=project, source=f"{kind}:data/raw/{data.name}", target=target, task=resolved, primary_metric=metric,
         threshold=None, schema_file=f"schemas/{project}.yaml", estimator=ESTIMATORS[resolved],
         registered_name=project, experiment=project, drop_missing_target=bool(missing), sensitive_features=[],
-        classes=n_classes or None, notes=notes, columns=columns, split_kind=kind, split_column=split_column,
+        classes=n_classes or None, notes=notes, columns=columns, split_kind=split_kind, split_column=split_column,
         split_reason=split_reason, id_column=id_column,
     )
     return spec, frame
