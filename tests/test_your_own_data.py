@@ -201,7 +201,7 @@ def test_a_dropped_column_the_saved_schema_still_lists_is_not_expected(wine_csv)
     dataset = load_dataset(params, wine_csv)
     saved = load_saved_schema(dataset, params, wine_csv)
     assert "proline" not in saved.columns and "hue" in saved.columns
-    assert not quality.validate(dataset.frame, saved).has_errors
+    assert not quality.validate(dataset.checked, saved).has_errors
     report, dataset = _mismatch(wine_csv, params)
     message = str(schema_mismatch_error(report, dataset, params))
     assert "delete the columns of data.drop_columns" not in message and f"cp {INFERRED_SCHEMA} s.yaml" in message

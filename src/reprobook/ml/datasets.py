@@ -43,11 +43,17 @@ class Dataset:
     production_rows: int = 0
     """Labelled production rows added to the source's (``data/production``, written by ``reprobook retrain``)."""
     roles: dict[str, str] = field(default_factory=dict)
-    """The role of every column kept (declared in ``data.columns``, else inferred): :mod:`reprobook.ml.roles`."""
+    """The role of every column (declared in ``data.columns``, else inferred): :mod:`reprobook.ml.roles`."""
     role_notes: tuple[str, ...] = ()
     """One line per column without a declared role: what was inferred and why."""
     dropped: tuple[str, ...] = ()
-    """Columns left out before anything else: ``data.drop_columns`` and those whose role is ``ignored``."""
+    """Columns left out: ``data.drop_columns`` and those whose role is ``ignored``. No check or model reads them,
+    but they stay in the split files, so a champion that read one can still be scored against its successor."""
+
+    @property
+    def checked(self) -> pd.DataFrame:
+        """The columns the data stage checks (schema, statistics, validation): all but the dropped ones."""
+        return self.frame.drop(columns=list(self.dropped))
 
 
 def load_dataset(params: DataParams, root: Path, *, roles: bool = True) -> Dataset:
@@ -66,18 +72,20 @@ def load_dataset(params: DataParams, root: Path, *, roles: bool = True) -> Datas
     else:
         frame, default_target = _read_file(kind, source_file(params.source, root), name), None
     target = _check_target(frame, params.target or default_target, params.source)
-    frame = _drop_columns(frame, list(params.drop_columns), target, params.source)
-    roles, notes = _roles(frame, target, params) if roles else ({}, [])
-    ignored = [name for name, role in roles.items() if role == "ignored"]
-    frame = frame.drop(columns=ignored)
-    optional = {name for name, role in roles.items() if role in ("id", "text")} if roles else set(frame.columns) - {target}
+    _check_drop_columns(frame, list(params.drop_columns), target, params.source)
+    if roles:
+        column_roles, notes = _roles(frame, target, params)
+        ignored = [name for name, role in column_roles.items() if role == "ignored"]
+        optional = {name for name, role in column_roles.items() if role in ("id", "text", "ignored")}
+    else:  # the scoping stage: the target is all it reads
+        column_roles, notes, ignored = {}, [], list(params.drop_columns)
+        optional = set(frame.columns) - {target}
     frame, production = _with_production_rows(frame, root, optional)
-    frame, coerced = _numeric_text(frame, params)
+    frame, coerced = _numeric_text(frame, params, skip=set(ignored))
     frame, dropped = _drop_missing_target(frame, target, params)
-    kept = {name: role for name, role in roles.items() if role != "ignored"}
     return Dataset(frame=frame, target=target, source=params.source, dropped_missing_target=dropped,
-                   numeric_text_to_missing=coerced, production_rows=production, roles=kept, role_notes=tuple(notes),
-                   dropped=tuple(list(params.drop_columns) + ignored))
+                   numeric_text_to_missing=coerced, production_rows=production, roles=column_roles,
+                   role_notes=tuple(notes), dropped=tuple(ignored))
 
 
 def _roles(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[dict[str, str], list[str]]:
@@ -182,8 +190,8 @@ def _check_target(frame: pd.DataFrame, target: str | None, source: str) -> str:
     return target
 
 
-def _drop_columns(frame: pd.DataFrame, drop: list[str], target: str, source: str) -> pd.DataFrame:
-    """``frame`` without ``data.drop_columns``: the target cannot be dropped and every name must exist."""
+def _check_drop_columns(frame: pd.DataFrame, drop: list[str], target: str, source: str) -> None:
+    """``data.drop_columns`` names columns of ``frame``, not the target."""
     if target in drop:
         raise ReprobookError(
             f"data.drop_columns: lists '{target}', which is the target (data.target); expected feature columns only; "
@@ -196,7 +204,6 @@ def _drop_columns(frame: pd.DataFrame, drop: list[str], target: str, source: str
             f"{_did_you_mean(absent[0], frame.columns)}; columns are: {_column_list(frame.columns)}; "
             "correct or remove these names in data.drop_columns in params.yaml"
         )
-    return frame.drop(columns=drop)
 
 
 NUMERIC_SHARE = 0.9
@@ -222,9 +229,11 @@ def numeric_with_text(column: pd.Series) -> pd.Series | None:
     return values[~numeric]
 
 
-def _numeric_text(frame: pd.DataFrame, params: DataParams) -> tuple[pd.DataFrame, int]:
-    """Numeric columns read as text because of a few stray values: an error, or as ``data.numeric_text`` says."""
-    found = {name: stray for name in frame.columns if (stray := numeric_with_text(frame[name])) is not None}
+def _numeric_text(frame: pd.DataFrame, params: DataParams, skip: set[str] = frozenset()) -> tuple[pd.DataFrame, int]:
+    """Numeric columns read as text because of a few stray values: an error, or as ``data.numeric_text`` says
+    (``skip``: dropped columns, which nothing reads)."""
+    found = {name: stray for name in frame.columns
+             if name not in skip and (stray := numeric_with_text(frame[name])) is not None}
     if not found:
         return frame, 0
     policy = params.numeric_text  # read only when needed: a stage that does not declare it runs on clean data

@@ -65,6 +65,15 @@ def split(frame: pd.DataFrame, target: str, *, task: str, test_size: float, seed
     return Split(train=train, test=test, roles=dict(roles or {}), design={"kind": kind, "column": column})
 
 
+def skew_columns(split_: Split, target: str) -> list[str]:
+    """The columns compared between train and test: the model's inputs but datetimes (which a time split moves
+    by design), and the label. Ids, text and dropped columns are no skew anyone acts on."""
+    from reprobook.ml.features import input_columns
+
+    inputs = input_columns([str(c) for c in split_.train.columns], target, split_.roles or None)
+    return [c for c in inputs if split_.roles.get(c) != "datetime"] + [target]
+
+
 def describe_split(split_: Split) -> str:
     """The split in one line: its kind, sizes, and for a time split the periods on each side."""
     from reprobook.ml.splits import describe

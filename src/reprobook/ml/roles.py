@@ -206,11 +206,10 @@ def table(inferred: dict[str, Inferred]) -> str:
     return "\n".join(lines)
 
 
-def role_table(roles: dict[str, str], dropped: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+def role_table(roles: dict[str, str]) -> pd.DataFrame:
     """The roles as a table for the data report: each column, its role, whether the model reads it."""
     rows = [{"column": name, "role": role, "feature": role in FEATURE_ROLES or (role == "text" and "model.text_encoder")}
             for name, role in roles.items()]
-    rows += [{"column": name, "role": "ignored", "feature": False} for name in dropped]
     table_ = pd.DataFrame(rows, columns=["column", "role", "feature"])
     table_["feature"] = table_["feature"].map(lambda v: "only with model.text_encoder" if isinstance(v, str) else ("yes" if v else "no"))
     return table_.set_index("column")

@@ -110,7 +110,10 @@ class ModelParams(_Section):
     params: dict[str, Any] = Field(default_factory=dict, description="hyperparameters of the estimator")
     seed: int = Field(42, ge=0, description="random_state of the estimator and of cross-validation")
     cv_folds: int = Field(5, ge=2, le=20)
-    registered_name: str = Field("reprobook-model", min_length=1, description="name in the MLflow model registry")
+    registered_name: str = Field(
+        "reprobook-model", min_length=1, description="name in the MLflow model registry, bound to this task, target "
+        "and label classes (not to the feature columns: a version that drops or adds an input registers and competes; "
+        "another task, target or classes needs a new name)")
     latency_rows: int = Field(200, ge=10, le=100_000, description="rows timed one by one for p50/p95 latency")
     trusted_types: list[str] = Field(
         default_factory=list,

@@ -584,7 +584,8 @@ def log_and_register(client, run_id: str, root: Path, params: Params, logged: st
     if leaks and promotion.promoted:
         named = "; ".join(f"'{leak['column']}' {leak['why']}" for leak in leaks)
         promotion = Promotion(False, f"not promoted: the data gives the target away ({named}); a model that reads "
-                              "it scores by looking at the answer. Drop the column (data.drop_columns) and rerun",
+                              "it scores by looking at the answer. Drop the column (its role ignored in data.columns, or "
+                              "data.drop_columns) and rerun, or acknowledge it in data.acknowledged_leaks",
                               promotion.challenger_score, promotion.champion_score)
     promotion = with_contract(promotion, contract_against(champion, [str(c) for c in features.columns]), name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
