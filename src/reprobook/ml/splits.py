@@ -354,16 +354,10 @@ def check_time_order(train: pd.DataFrame, test: pd.DataFrame, column: str) -> st
     if column not in train.columns or column not in test.columns:
         return (f"time split on '{column}': the column is not in both split files, so the time order of train "
                 "and test cannot be checked")
-    before, after = _both_sides(train[column], test[column])
-    before, after = before.dropna(), after.dropna()
-    if before.empty or after.empty:
-        return None
-    last = before.max()
-    earlier = int((after < last).sum())
-    if not earlier:
-        return None
-    return (f"time split on '{column}': {earlier} of {len(after)} test rows are earlier than the last training row "
-            f"({last}); the model is tested on rows older than some it learned from")
+    from reprobook.ml.leaks import split_order_leak
+
+    found = split_order_leak(*_both_sides(train[column], test[column]), column)  # one rule: the leak check's
+    return None if found is None else f"time split on '{column}': {found['why']}"
 
 
 def propose(frame: pd.DataFrame, target: str, roles: dict[str, str], task: str) -> tuple[str, str | None, str]:
