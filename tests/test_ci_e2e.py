@@ -109,12 +109,12 @@ def test_an_unknown_base_is_a_usage_error(repository):
 
 def test_a_change_whose_pipeline_fails_fails_with_a_report_that_says_so(repository, improved):
     """No verdict can be reached: exit 1, and the comment says which side failed (the log says why)."""
-    tree = _branch(repository, "schema", {"data.drop_columns": ["credit_score"]})
+    tree = _branch(repository, "schema", {"data.columns.credit_rating": "numeric"})  # a column the data lacks
     report = repository.parent / "schema.md"
     done = sh([str(BIN / "reprobook"), "ci", "--base", "main", "--report", str(report)], tree, check=False,
               REPROBOOK_CI_DIR=str(repository.parent / "runs"))
     assert done.returncode == 1
     text = report.read_text()
     assert text.startswith("## reprobook CI: FAILED") and "the pipeline failed on the proposed change" in text
-    assert "column 'credit_score'" in done.stderr  # the data stage's own message, in the job's log
+    assert "'credit_rating' has a role" in done.stderr  # the data stage's own message, in the job's log
     assert "Traceback" not in done.stderr

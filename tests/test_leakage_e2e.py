@@ -40,7 +40,7 @@ def outputs_text(root, stage: str) -> str:
 
 def test_the_data_report_names_the_leaking_column(leaky):
     root = leaky["root"]
-    assert "LEAK: feature 'decision'" in outputs_text(root, "data")
+    assert "LEAK: 'decision'" in outputs_text(root, "data")
     assert json.loads((root / "reports/data/metrics.json").read_text())["target_leak_columns"] == 1
 
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 def run(tmp_path, **params):
     root = copy_project(tmp_path / "project", commit=False)
-    set_params(root, **{"data.schema_file": None, "error_analysis.sensitive_features": [], **params})
+    set_params(root, **{"data.schema_file": None, "data.columns": {}, "error_analysis.sensitive_features": [], **params})
     sh(["git", "init", "-q"], root)
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-qm", "variant"], root)

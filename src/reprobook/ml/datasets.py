@@ -94,6 +94,12 @@ def _roles(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[dict[s
 
     declared = dict(params.columns)
     absent = [name for name in declared if name not in frame.columns and name not in params.drop_columns]
+    if absent and len(absent) == len(declared):
+        raise ReprobookError(
+            f"data.columns: none of its {len(declared)} columns ({_column_list(list(declared))}) is in "
+            f"{params.source}, whose columns are: {_column_list(frame.columns)}; the roles are another table's: "
+            "set data.columns: {} to infer this table's roles (reprobook new --data FILE writes them)"
+        )
     if absent:
         raise ReprobookError(
             f"data.columns: '{absent[0]}' has a role in params.yaml but no column in {params.source}"

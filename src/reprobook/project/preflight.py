@@ -159,6 +159,8 @@ def design_problems(root: Path, params: Params) -> list[str]:
             table = pcsv.read_csv(path)
     except (OSError, ValueError, ImportError):
         return []  # the data stage reads it and names what is wrong
+    if len(set(table.column_names)) != len(table.column_names):
+        return []  # a repeated header: header_problems names it
     model, roles = params.model, params.data.columns
     dropped = set(params.data.drop_columns)
     target = params.data.target
