@@ -116,5 +116,5 @@ def test_a_change_whose_pipeline_fails_fails_with_a_report_that_says_so(reposito
     assert done.returncode == 1
     text = report.read_text()
     assert text.startswith("## reprobook CI: FAILED") and "the pipeline failed on the proposed change" in text
-    assert "'credit_rating' has a role" in done.stderr  # the data stage's own message, in the job's log
+    assert "data.columns: no column 'credit_rating'" in done.stderr  # the pipeline's own message, in the job's log
     assert "Traceback" not in done.stderr

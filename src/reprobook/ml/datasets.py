@@ -13,6 +13,7 @@ import difflib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -88,18 +89,26 @@ def load_dataset(params: DataParams, root: Path, *, roles: bool = True) -> Datas
                    role_notes=tuple(notes), dropped=tuple(ignored))
 
 
+def roles_of_another_table(declared: Mapping[str, str], columns: Iterable[str], source: str) -> str | None:
+    """One message when ``data.columns`` names two or more columns and none is in the table: the roles were
+    written for another table (a new source set by ``-S data.source=...``), and a line per column would bury that."""
+    names = [str(c) for c in columns]
+    if len(declared) < 2 or any(name in set(names) for name in declared):
+        return None
+    return (f"data.columns: none of its {len(declared)} columns ({_column_list(list(declared))}) is in "
+            f"{source}, whose columns are: {_column_list(names)}; the roles are another table's: "
+            "set data.columns: {} to infer this table's roles (reprobook new --data FILE writes them)")
+
+
 def _roles(frame: pd.DataFrame, target: str, params: DataParams) -> tuple[dict[str, str], list[str]]:
     """Every column's role (``data.columns``, else inferred and said); a declared column the data lacks is an error."""
     from reprobook.ml.roles import resolve
 
     declared = dict(params.columns)
     absent = [name for name in declared if name not in frame.columns and name not in params.drop_columns]
-    if absent and len(absent) == len(declared):
-        raise ReprobookError(
-            f"data.columns: none of its {len(declared)} columns ({_column_list(list(declared))}) is in "
-            f"{params.source}, whose columns are: {_column_list(frame.columns)}; the roles are another table's: "
-            "set data.columns: {} to infer this table's roles (reprobook new --data FILE writes them)"
-        )
+    foreign = roles_of_another_table(declared, frame.columns, params.source)
+    if foreign:
+        raise ReprobookError(foreign)
     if absent:
         raise ReprobookError(
             f"data.columns: '{absent[0]}' has a role in params.yaml but no column in {params.source}"

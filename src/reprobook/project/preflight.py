@@ -93,13 +93,33 @@ def params_problems(root: Path, params: Params) -> list[str]:
                         f"whose values lie in [{low:g}, {high:g}]")
     problems += _estimator_problems(params, task)
     target = params.data.target or _last_targets(root).get("target")
+    file_problems = _data_file_problems(root, params)
+    if file_problems:
+        # A header that repeats a name cannot be checked against: its problem is the one to fix first.
+        problems += file_problems
+    else:
+        problems += _column_problems(root, params, target)
+        problems += design_problems(root, params)
+    name = params.model.registered_name
+    if not REGISTERED_NAME.fullmatch(name) or name != name.strip():
+        problems.append(f"model.registered_name: '{name}' is not a registry name MLflow accepts; use letters, "
+                        "digits, '-', '_', '.' (no '/', ':' or '%')")
+    return problems
+
+
+def _column_problems(root: Path, params: Params, target: str | None) -> list[str]:
+    """Columns that params name (drop_columns, data.columns, sensitive features) and the table lacks."""
+    from reprobook.ml.datasets import roles_of_another_table
+
     # The raw file's header when it can be read cheaply (the columns drop_columns and data.columns name are
     # those of the source, which the schema may no longer list), else the schema's columns.
     source = _source_columns(root, params)
     columns = source if source is not None else _schema_columns(root, params)
     where = f"the data file {params.data.source}" if source is not None else f"the schema {params.data.schema_file}"
+    foreign = roles_of_another_table(params.data.columns, sorted(columns), params.data.source) if columns else None
+    problems = [foreign] if foreign else []
     for key, names in (("data.drop_columns", params.data.drop_columns),
-                       ("data.columns", list(params.data.columns)),
+                       ("data.columns", [] if foreign else list(params.data.columns)),
                        ("error_analysis.sensitive_features", params.error_analysis.sensitive_features)):
         for name in names:
             if target and name == target:
@@ -107,12 +127,6 @@ def params_problems(root: Path, params: Params) -> list[str]:
                     problems.append(f"{key}: '{name}' is the target (data.target); a feature list cannot hold it")
             elif columns is not None and name not in columns:
                 problems.append(f"{key}: no column '{name}' in {where}")
-    problems += _data_file_problems(root, params)
-    problems += design_problems(root, params)
-    name = params.model.registered_name
-    if not REGISTERED_NAME.fullmatch(name) or name != name.strip():
-        problems.append(f"model.registered_name: '{name}' is not a registry name MLflow accepts; use letters, "
-                        "digits, '-', '_', '.' (no '/', ':' or '%')")
     return problems
 
 
