@@ -418,10 +418,14 @@ def test_set_param_runs_a_variant_and_leaves_params_untouched(pipeline):
     assert result.stdout.startswith("experiment "), result.stdout
     variant = next(r for r in pipeline_runs(root) if r.data.tags.get("reprobook.overrides"))
     assert variant.data.tags["reprobook.overrides"] == "model.params.max_depth=3"
-    assert variant.info.status == "FINISHED" and variant.info.run_name in result.stdout
+    # Named after what differs in the MLflow UI; the DVC experiment it lives in is what the summary names.
+    assert variant.info.status == "FINISHED" and variant.info.run_name == "max_depth=3"
+    experiment = variant.data.tags["reprobook.dvc_exp_name"]
+    assert result.stdout.startswith(f"experiment {experiment} ")
     modeling = [r for r in stage_runs(root, "modeling") if r.data.tags.get("mlflow.parentRunId") == variant.info.run_id]
     assert [r.data.params["model.params.max_depth"] for r in modeling] == ["3"]
-    assert variant.info.run_name in sh([str(BIN / "dvc"), "exp", "list", "--name-only"], root).stdout
+    assert [r.info.run_name for r in modeling] == ["modeling · max_depth=3"]
+    assert experiment in sh([str(BIN / "dvc"), "exp", "list", "--name-only"], root).stdout
 
 
 def test_bad_set_param_is_one_line_naming_the_key_and_runs_nothing(pipeline):

@@ -225,3 +225,64 @@ def test_server_refuses_a_busy_port_and_a_sqlite_backend_in_one_line(server):
     sqlite = sh([str(BIN / "reprobook"), "server", "--port", str(free_port()), "--backend-store-uri",
                  "sqlite:///mlflow.db", "--data-dir", str(server["data"] / "other")], server["data"], check=False)
     assert sqlite.returncode == 2 and "concurrent writers" in sqlite.stderr and "Traceback" not in sqlite.stderr
+
+
+def _rest(uri: str, path: str, body: dict | None = None) -> dict:
+    """MLflow's REST API, as the UI reads it."""
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/{path}", method="POST" if body is not None else "GET",
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_the_mlflow_ui_sees_a_training_experiment_named_runs_datasets_and_notes(team):
+    """What the MLflow UI shows, read through the server's REST API after `reprobook run` and a `-S` variant."""
+    root, env, uri = team["root"], team["env"], team["env"]["MLFLOW_TRACKING_URI"]
+    secret = "ui-secret-never-shown-5b1e"
+    sh([str(BIN / "reprobook"), "run", "-S", "model.params.max_iter=30"], root, **env, MY_SERVICE_TOKEN=secret)
+    experiment = _rest(uri, "experiments/get-by-name?experiment_name=reprobook")["experiment"]
+    tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the training runs, not GenAI
+    assert "reprobook reproduce" in tags["mlflow.note.content"]
+    runs = _rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000})["runs"]
+
+    def tags_of(run):
+        return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+    by_id = {run["info"]["run_id"]: run for run in runs}
+    pipelines = {run["info"]["run_name"]: run for run in runs if tags_of(run).get("reprobook.stage") == "pipeline"}
+    commit = sh(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    assert "max_iter=30" in pipelines, list(pipelines)  # the variant, after its override
+    assert any(name.startswith("commit ") and commit[:7] in name for name in pipelines), list(pipelines)
+    variant = pipelines["max_iter=30"]["info"]["run_id"]
+    children = [run for run in runs if tags_of(run).get("mlflow.parentRunId") == variant]
+    assert {run["info"]["run_name"] for run in children} >= {"modeling · max_iter=30", "error_analysis · max_iter=30"}
+    modeling = next(run for run in children if tags_of(run)["reprobook.stage"] == "modeling")
+    # Datasets: the splits it read, with the md5 DVC records for them, their schema and row count.
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    md5 = {out["path"]: out["md5"] for out in lock["stages"]["data"]["outs"]}
+    inputs = {json.loads(i["dataset"]["source"])["uri"]: i for i in modeling["inputs"]["dataset_inputs"]}
+    assert set(inputs) >= {"data/processed/train.parquet", "data/processed/test.parquet"}, list(inputs)
+    train = inputs["data/processed/train.parquet"]
+    assert train["dataset"]["digest"] == md5["data/processed/train.parquet"]
+    assert {t["value"] for t in train["tags"]} == {"training"}
+    assert json.loads(train["dataset"]["profile"])["num_rows"] > 0 and "mlflow_colspec" in train["dataset"]["schema"]
+    first_modeling = next(run for run in runs if tags_of(run).get("reprobook.stage") == "modeling"
+                          and run["info"]["run_id"] != modeling["info"]["run_id"])
+    first = {json.loads(i["dataset"]["source"])["uri"]: i["dataset"]["digest"]
+             for i in first_modeling["inputs"]["dataset_inputs"]}
+    assert first["data/processed/train.parquet"] == train["dataset"]["digest"], "same data, same digest"
+    # The description: the verdict, the registry's decision, how to reproduce; no secret, no machine path.
+    note = tags_of(modeling)["mlflow.note.content"]
+    assert "on the test rows" in note and "the baseline" in note and "Registered as" in note
+    assert f"reprobook reproduce {modeling['info']['run_id']}" in note
+    assert secret not in json.dumps(runs) and str(root) not in note and str(Path.home()) not in note
+    assert any(key.startswith("_primary.test_") for key in (m["key"] for m in modeling["data"]["metrics"]))
+    # The logged model is the run's output, and its registered version links back to the run.
+    (output,) = modeling["outputs"]["model_outputs"]
+    name = yaml.safe_load((root / "params.yaml").read_text())["model"]["registered_name"]
+    versions = _rest(uri, f"model-versions/search?filter=name%3D%27{name}%27")
+    assert any(v["run_id"] == modeling["info"]["run_id"] for v in versions.get("model_versions", []))
+    assert _rest(uri, f"logged-models/{output['model_id']}")["model"]["info"]["source_run_id"] == modeling["info"]["run_id"]
+    assert all(run["info"]["run_id"] in by_id for run in children)

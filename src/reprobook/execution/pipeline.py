@@ -125,6 +125,10 @@ def run_pipeline(root: Path, *, force: bool = False, overrides: list[str] | None
         env = {**os.environ, groups.GROUP_ENV: groups.new_group_key(), groups.GROUP_FILE_ENV: str(parent_file),
                orphans.OWNER_PID_ENV: str(os.getpid())}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        if overrides:
+            from reprobook.tracking.presentation import short_overrides
+
+            env[groups.NAME_ENV] = secrets.redact_text(short_overrides(overrides))
         returncode, interrupted = _run_interruptible(dvc_command(force=force, overrides=overrides), root, env,
                                                      warm_up_when=parent_file)
         parent = outer_run or (parent_file.read_text().strip() if parent_file.is_file() else None)
@@ -155,7 +159,7 @@ def _close(root: Path, parent: str, *, ok: bool, started: float, overrides: list
     variant = None
     if overrides:
         client.set_tag(parent, groups.TAG_OVERRIDES, secrets.redact_text(" ".join(overrides)))
-        variant = run.info.run_name
+        variant = run.data.tags.get(store.TAG_DVC_EXP) or run.info.run_name  # the run is named after the overrides
     # Push the data the runs used, so a clone elsewhere can reproduce them; the runs say whether it was.
     # A variant's outputs live in its DVC experiment, not the workspace: they are shared with `dvc exp push`.
     data = remote.push_after_run(root, [parent, *stage_runs.values()]) if ok and not overrides else ""

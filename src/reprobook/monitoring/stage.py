@@ -128,8 +128,14 @@ def monitor(root: Path, batch_path: Path, labels: Path | None = None, model: str
             TAG_MODEL_NAME: fetched.name, TAG_MODEL_VERSION: fetched.version, TAG_MODEL_ALIAS: fetched.alias or ""}
     logged = {"batch.path": parameter["path"], "batch.labels": parameter["labels"] or "none",
               "batch.index": str(index), "batch.model": fetched.label}
+    from reprobook.tracking.presentation import batch_name
+
+    reference_dir = fetched.directory / "reference"
+    reference = sorted(p for p in reference_dir.rglob("*") if p.is_file()) if reference_dir.is_dir() else []
+    datasets = ((batch_path, "batch"), *((p, "reference") for p in reference if p.suffix in (".parquet", ".csv")))
     outcome = execute_stage(monitoring_stage(), root, progress=progress, inject={"batch": parameter},
-                            extras=RunExtras(tags=tags, params=logged, step=index, grouped=False))
+                            extras=RunExtras(tags=tags, params=logged, step=index, grouped=False,
+                                             run_name=batch_name(index, fetched.label), datasets=datasets))
     report = json.loads((report_files(root, NAME)["outputs"] / REPORT_FILE).read_text())
     report["run_id"] = outcome.run_id
     entry = root / HISTORY_DIR / f"batch-{index:04d}.json"
@@ -139,17 +145,23 @@ def monitor(root: Path, batch_path: Path, labels: Path | None = None, model: str
     kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(outcome.html, kept)
     summary = rebuild_summary(root)
-    _record_verdict(root, outcome.run_id, fetched, report["verdict"], index, summary)
+    _record_verdict(root, outcome.run_id, fetched, report, index, summary)
     return Monitored(report, outcome.run_id, kept, summary)
 
 
-def _record_verdict(root: Path, run_id: str, fetched: cap.FetchedVersion, verdict: str, index: int,
+def _record_verdict(root: Path, run_id: str, fetched: cap.FetchedVersion, report: dict, index: int,
                     summary: Path) -> None:
-    """The verdict on the batch's run and, as the latest word on it, on the model version that served."""
-    from reprobook.tracking import store
+    """The verdict on the batch's run (a tag, and its description with the findings) and, as the latest
+    word on it, on the model version that served."""
+    from reprobook.monitoring.monitor import report_text
+    from reprobook.tracking import presentation, store
 
+    verdict = report["verdict"]
     client = store.client(root)
     client.set_tag(run_id, TAG_VERDICT, verdict)
+    shown = Path(report["batch"]["path"])  # a batch outside the project is named, not located
+    noted = {**report, "batch": {**report["batch"], "path": shown.name if shown.is_absolute() else str(shown)}}
+    client.set_tag(run_id, presentation.TAG_NOTE, presentation.batch_note(run_id, report_text(noted)))
     client.log_artifact(run_id, str(summary), "summary")
     client.set_model_version_tag(fetched.name, fetched.version, "reprobook.monitoring.last_batch", str(index))
     client.set_model_version_tag(fetched.name, fetched.version, "reprobook.monitoring.last_verdict", verdict)

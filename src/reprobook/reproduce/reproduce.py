@@ -434,7 +434,7 @@ def reproduce(root: Path, run_id: str, *, rtol: float = 0.0, atol: float = 0.0, 
     steps(f"checking that run {original.run_id} ({original.stage}) can be reproduced: commit, data, inputs")
     plan = preflight(root, original, allow_code_changes=allow_code_changes)
     uri = store.tracking_uri(root)
-    run = client.create_run(original.experiment_id, run_name=f"reproduce {original.stage}", tags={
+    run = client.create_run(original.experiment_id, run_name=f"{original.stage} · reproduction of {original.run_id[:8]}", tags={
         store.TAG_STAGE: "reproduction",
         TAG_REPRODUCTION_OF: original.run_id,
         store.TAG_COMMIT: plan.commit,

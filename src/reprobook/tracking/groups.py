@@ -31,6 +31,8 @@ from reprobook.tracking import gitinfo, orphans, store
 
 GROUP_ENV = "REPROBOOK_PIPELINE_GROUP"
 GROUP_FILE_ENV = "REPROBOOK_PIPELINE_GROUP_FILE"
+NAME_ENV = "REPROBOOK_PIPELINE_NAME"
+"""What ``reprobook run -S ...`` names its pipeline run: the overrides, shortened (``max_depth=6``)."""
 """Where the stage that creates a parent writes its id, so ``reprobook run`` learns
 whether any stage ran without opening the tracking store (a no-op run stays fast)."""
 TAG_GROUP = "reprobook.group"
@@ -66,31 +68,37 @@ def explicit_parent(environ: Mapping[str, str] | None = None) -> str | None:
     return environ.get(store.PARENT_ENV) or environ.get("MLFLOW_RUN_ID") or None
 
 
-def find_parent(client, experiment: str, group: Group) -> str | None:
+def find_parent(client, experiment: str, group: Group):
+    """The parent run of ``group`` (an MLflow ``Run``), or None before its first stage."""
     found = client.search_runs(
         [experiment], filter_string=f"tags.`{TAG_GROUP}` = '{group.key}'", max_results=1,
         order_by=["attributes.start_time ASC"],
     )
-    return found[0].info.run_id if found else None
+    return found[0] if found else None
 
 
-def parent_for_stage(client, experiment: str, root: Path, params: dict[str, object], started_ms: int) -> str | None:
-    """The run this stage's run belongs under, created when it is the first stage of its group."""
+def parent_for_stage(client, experiment: str, root: Path, params: dict[str, object],
+                     started_ms: int) -> tuple[str, str] | None:
+    """The run this stage's run belongs under (id, name), created when it is the first stage of its group."""
     parent = explicit_parent()
     if parent:
-        return parent
+        try:
+            return parent, client.get_run(parent).info.run_name or ""
+        except Exception:  # an id MLflow does not know: the stage's run still records it
+            return parent, ""
     group = current_group()
     if group is None:
         return None
-    parent = find_parent(client, experiment, group)
-    if parent is None:
-        parent = _create_parent(client, experiment, root, group, params, started_ms)
-    elif group.closed_by_stages:
-        client.update_run(parent, status="RUNNING")
-    return parent
+    found = find_parent(client, experiment, group)
+    if found is None:
+        return _create_parent(client, experiment, root, group, params, started_ms)
+    if group.closed_by_stages:
+        client.update_run(found.info.run_id, status="RUNNING")
+    return found.info.run_id, found.info.run_name or ""
 
 
-def _create_parent(client, experiment: str, root: Path, group: Group, params: dict[str, object], started_ms: int) -> str:
+def _create_parent(client, experiment: str, root: Path, group: Group, params: dict[str, object],
+                   started_ms: int) -> tuple[str, str]:
     from mlflow.entities import Param
 
     code = gitinfo.code_version(root)
@@ -105,11 +113,17 @@ def _create_parent(client, experiment: str, root: Path, group: Group, params: di
     if os.environ.get(orphans.OWNER_PID_ENV, "").isdigit():
         # Owned by `reprobook run`, which ends it; a stage-closed parent has no owner to outlive.
         tags.update(orphans.owner_tags(int(os.environ[orphans.OWNER_PID_ENV])))
-    run_id = client.create_run(experiment, start_time=started_ms, run_name=group.name, tags=tags).info.run_id
+    from reprobook.tracking.presentation import pipeline_name
+    from reprobook.tracking.record import TAG_REPRODUCTION_OF
+
+    name = pipeline_name(overrides=os.environ.get(NAME_ENV, ""),
+                         experiment=group.name if group.name != PIPELINE_STAGE else "",
+                         reproduction_of=tags.get(TAG_REPRODUCTION_OF, ""), commit=code.commit, dirty=code.dirty)
+    run_id = client.create_run(experiment, start_time=started_ms, run_name=name, tags=tags).info.run_id
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
     if os.environ.get(GROUP_FILE_ENV):
         Path(os.environ[GROUP_FILE_ENV]).write_text(run_id)
-    return run_id
+    return run_id, name
 
 
 def stage_ended(client, parent: str | None, status: str) -> None:

@@ -134,6 +134,8 @@ def load_record(client, run_id: str) -> RunRecord:
     """Read a run's record; a missing run is a :class:`ReprobookError` naming the store."""
     from mlflow.exceptions import MlflowException
 
+    from reprobook.tracking.presentation import PRIMARY_PREFIX
+
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -150,7 +152,8 @@ def load_record(client, run_id: str) -> RunRecord:
         end_time=run.info.end_time,
         tags=dict(run.data.tags),
         params=dict(run.data.params),
-        metrics={k: v for k, v in metrics.items() if not k.startswith((TIMING_PREFIX, DECISION_PREFIX))},
+        # The `_primary.` copies sort first in the MLflow UI; the record keeps each metric once.
+        metrics={k: v for k, v in metrics.items() if not k.startswith((TIMING_PREFIX, DECISION_PREFIX, PRIMARY_PREFIX))},
         timings={k: v for k, v in metrics.items() if k.startswith(TIMING_PREFIX)},
         files=_record_files(client, run.info.run_id),
     )

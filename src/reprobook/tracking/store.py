@@ -204,13 +204,22 @@ def locked_message(error: BaseException, uri: str) -> str | None:
             "one writer at a time; for many concurrent runs use a tracking server (reprobook server; docs/team.md)")
 
 
-def experiment_id(mlflow_client, name: str, root: Path) -> str:
-    """Get or create the experiment, with artifacts under the home project."""
+def experiment_id(mlflow_client, name: str, root: Path, tags: dict[str, str] | None = None) -> str:
+    """Get or create the experiment, with artifacts under the home project.
+
+    ``tags`` (:func:`reprobook.tracking.presentation.experiment_tags`) are set
+    on a new experiment, and on an existing one where they are missing or
+    were written by reprobook: a description a user wrote stays.
+    """
+    from reprobook.tracking.presentation import missing_experiment_tags
+
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
+        for key, value in missing_experiment_tags(found.tags or {}, tags or {}).items():
+            mlflow_client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     try:
-        return mlflow_client.create_experiment(name, artifact_location=artifact_root(root))
+        return mlflow_client.create_experiment(name, artifact_location=artifact_root(root), tags=tags or None)
     except Exception:  # created concurrently by a parallel queued experiment
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:

@@ -63,6 +63,10 @@ class RunExtras:
     """The step of every metric: the batch index, so the MLflow UI charts batches over time."""
     grouped: bool = True
     """Whether the run joins the current pipeline run (a monitored batch is not part of a pipeline)."""
+    run_name: str | None = None
+    """The name the MLflow UI shows (a monitored batch: its index and model version)."""
+    datasets: tuple[tuple[Path, str], ...] = ()
+    """Data the run read beside its stage's deps, with its MLflow dataset context (a batch, a reference)."""
 
 
 def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int, interactive: bool = False,
@@ -76,7 +80,7 @@ def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int
     from reprobook.tracking import groups
 
     client = store.client(root)
-    experiment = store.experiment_id(client, params.tracking.experiment, root)
+    experiment = store.experiment_id(client, params.tracking.experiment, root, experiment_tags(root, params))
     code = gitinfo.code_version(root)
     tags = {
         store.TAG_STAGE: stage.name,
@@ -94,11 +98,17 @@ def start_stage_run(stage: Stage, root: Path, params: Params, *, started_ms: int
     tags.update(extras.tags)
     if interactive:
         tags[store.TAG_INTERACTIVE] = "true"
-    elif extras.grouped:
+    parent_name = None
+    if not interactive and extras.grouped:
         parent = groups.parent_for_stage(client, experiment, root, pipeline_params(root, params), started_ms)
         if parent:
-            tags[store.TAG_PARENT] = tags[store.TAG_PIPELINE] = parent
-    run_id = client.create_run(experiment, start_time=started_ms, tags=tags, run_name=stage.name).info.run_id
+            tags[store.TAG_PARENT] = tags[store.TAG_PIPELINE] = parent[0]
+            parent_name = parent[1]
+    from reprobook.tracking.presentation import stage_name
+    from reprobook.tracking.record import TAG_REPRODUCTION_OF
+
+    name = extras.run_name or stage_name(stage.name, parent_name, tags.get(TAG_REPRODUCTION_OF, ""))
+    run_id = client.create_run(experiment, start_time=started_ms, tags=tags, run_name=name).info.run_id
     logged = secrets.redact_params({**flatten(stage_params(params, stage.params, stage.name)),
                                     **{f"seed.{k}": v for k, v in seeds(params).items()}, **extras.params})
     client.log_batch(
@@ -123,7 +133,7 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
     """
     from mlflow.entities import Metric, RunTag
 
-    from reprobook.tracking import groups
+    from reprobook.tracking import groups, presentation
 
     files = report_files(root, stage.name)
     client = store.client(root)
@@ -131,7 +141,8 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
     tags = run.data.tags
     status = "FAILED" if error else "FINISHED"
     try:
-        metrics = _read_metrics(files["metrics"]) | {
+        stage_metrics = _read_json(files["metrics"])
+        metrics = store.metrics_for_mlflow(stage_metrics) | presentation.primary_metrics(stage_metrics) | {
             f"timing.{k}": v for k, v in _read_metrics(files["timings"]).items()
         }
         now = int(time.time() * 1000)
@@ -143,15 +154,20 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
         if logged_model and not error:
             logged += [Metric(k, v, now, extras.step, model_id=logged_model, run_id=run_id) for k, v in sorted(metrics.items())]
         client.log_batch(run_id, metrics=logged, tags=extra_tags)
+        _log_datasets(client, run_id, root, stage, params, extras)
+        promotion = None
         try:
             if not error and will_register(stage, tags, interactive=interactive):
                 from reprobook.tracking.registry import log_and_register
 
                 try:
-                    log_and_register(client, run_id, root, params, logged=logged_model)
+                    promotion = log_and_register(client, run_id, root, params, logged=logged_model)
                 except Exception as exc:
                     client.set_tag(run_id, store.TAG_ERROR, secrets.redact_text(f"registration: {exc}")[:5000])
                     raise
+            client.set_tag(run_id, presentation.TAG_NOTE, presentation.stage_note(
+                stage.name, run_id, stage_metrics, error=error, promotion=_promotion_facts(client, run_id, promotion),
+                has_report=not interactive))
         finally:
             _log_files(client, run_id, root, stage, _record(root, stage, params, gitinfo.code_version(root)),
                        interactive)
@@ -162,6 +178,46 @@ def finish_stage_run(run_id: str, stage: Stage, root: Path, params: Params, *, e
         client.set_terminated(run_id, status)
         groups.stage_ended(client, tags.get(store.TAG_PIPELINE), status)
     return status
+
+
+def experiment_tags(root: Path, params: Params) -> dict[str, str]:
+    """The experiment's kind and description, with the task and target the last scoping run decided."""
+    from reprobook.project.paths import TARGETS_FILE
+    from reprobook.tracking.presentation import experiment_tags as tags
+
+    decided = _read_json(root / TARGETS_FILE)
+    task = params.scoping.task if params.scoping.task in ("classification", "regression") else decided.get("task")
+    return tags(params.tracking.experiment, task, params.data.target or decided.get("target"),
+                params.model.registered_name)
+
+
+def _promotion_facts(client, run_id: str, promotion) -> dict[str, str] | None:
+    """What the registry decided for this run's model version, for its description."""
+    if promotion is None:
+        return None
+    from reprobook.tracking.registry import CHAMPION, CHALLENGER
+
+    versions = client.search_model_versions(f"run_id = '{run_id}'", max_results=1)
+    if not versions:
+        return None
+    return {"model": versions[0].name, "version": str(versions[0].version),
+            "decision": f"@{CHAMPION if promotion.promoted else CHALLENGER}", "reason": promotion.reason}
+
+
+def _log_datasets(client, run_id: str, root: Path, stage: Stage, params: Params, extras: RunExtras) -> None:
+    """The data files the stage read and wrote (and a batch's), as MLflow dataset inputs with DVC digests."""
+    from reprobook.tracking import presentation
+
+    read = [p for p in input_files(root, stage, params) if presentation.is_data_file(p)]
+    written = [root / out for out in stage.outs if presentation.is_data_file(Path(out))]
+    files = [*((p, presentation.data_context(_shown(root, p))) for p in [*read, *written]), *extras.datasets]
+    inputs = presentation.dataset_inputs(root, files, store.input_digests(root, [p for p, _ in files]))
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def _shown(root: Path, path: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _log_files(client, run_id: str, root: Path, stage: Stage, record: dict[str, str], interactive: bool) -> None:
@@ -254,6 +310,14 @@ def _yaml(payload: Any) -> str:
     import yaml
 
     return yaml.safe_dump(payload, sort_keys=False)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _read_metrics(path: Path) -> dict[str, float]:
