@@ -72,6 +72,10 @@ def server(tmp_path_factory, s3):
     assert exported == f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{port}", exported + process.stderr.read()
     yield {"uri": exported.split("=", 1)[1], "process": process, "data": data}
     assert stop(process) == 0
+    assert not (data / "postgres" / "postmaster.pid").exists(), "PostgreSQL stopped with it"
+    deadline = time.time() + 30  # its last log line may trail the exit of the postmaster
+    while "database system is shut down" not in (data / "postgres" / "log").read_text() and time.time() < deadline:
+        time.sleep(0.2)
     assert "database system is shut down" in (data / "postgres" / "log").read_text(), "PostgreSQL stopped with it"
 
 

@@ -92,6 +92,15 @@ def local_postgres(data_dir: Path) -> Iterator[str]:
         yield server.get_uri(DATABASE)
     finally:
         server.cleanup()
+        _wait_stopped(data_dir / "postgres")
+
+
+def _wait_stopped(pgdata: Path, timeout_s: float = 60.0) -> None:
+    """Return once PostgreSQL has finished its shutdown (its ``postmaster.pid`` is gone), so the command
+    ends after the database, never while it still writes its shutdown checkpoint."""
+    deadline = time.monotonic() + timeout_s
+    while (pgdata / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def mlflow_server_command(settings: ServerSettings) -> list[str]:
