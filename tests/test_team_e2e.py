@@ -256,9 +256,9 @@ def test_the_mlflow_ui_sees_a_training_experiment_named_runs_datasets_and_notes(
 
     by_id = {run["info"]["run_id"]: run for run in runs}
     pipelines = {run["info"]["run_name"]: run for run in runs if tags_of(run).get("reprobook.stage") == "pipeline"}
-    commit = sh(["git", "rev-parse", "HEAD"], root).stdout.strip()
+    commits = sh(["git", "log", "--format=%h", "--abbrev=7"], root).stdout.split()
     assert "max_iter=30" in pipelines, list(pipelines)  # the variant, after its override
-    assert any(name.startswith("commit ") and commit[:7] in name for name in pipelines), list(pipelines)
+    assert any(f"commit {commit}" in pipelines for commit in commits), list(pipelines)  # `reprobook run`
     variant = pipelines["max_iter=30"]["info"]["run_id"]
     children = [run for run in runs if tags_of(run).get("mlflow.parentRunId") == variant]
     assert {run["info"]["run_name"] for run in children} >= {"modeling · max_iter=30", "error_analysis · max_iter=30"}
