@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup run test bench reference clean git-identity
+.PHONY: setup run test bench check-ui reference clean git-identity
 
 setup: $(STAMP) git-identity
 
@@ -34,6 +34,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The MLflow UI in a headless Chromium (apt-get install chromium, or CHROMIUM=/path): not part of `make test`.
+check-ui: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[ui]"
+	$(BIN)/python checks/mlflow_ui.py
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline_bench.py

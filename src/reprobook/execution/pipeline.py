@@ -44,6 +44,7 @@ class PipelineResult:
     interrupted: str | None = None
     uncommitted: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    experiment_id: str | None = None
 
     def summary(self) -> str:
         from reprobook.tracking import store
@@ -77,6 +78,12 @@ class PipelineResult:
             "  metrics:  dvc metrics show   |  plots: dvc plots show",
             f"  runs:     reprobook runs     |  mlflow ui --backend-store-uri {store.tracking_uri(self.root)}",
         ]
+        if self.experiment_id:
+            from reprobook.tracking.presentation import ui_path
+
+            uri = store.tracking_uri(self.root)
+            host = secrets.redact_text(uri.rstrip("/")) if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+            lines.append(f"  compare:  {host}/{ui_path(self.experiment_id)}")
         return "\n".join(lines)
 
     @property
@@ -167,7 +174,8 @@ def _close(root: Path, parent: str, *, ok: bool, started: float, overrides: list
         status = "KILLED" if interrupted else "FINISHED" if ok else "FAILED"
         client.set_terminated(parent, status)
     uncommitted = [] if overrides else gitinfo.uncommitted_results(root)
-    return PipelineResult(root, parent, ok, time.time() - started, stage_runs, data, variant, interrupted, uncommitted)
+    return PipelineResult(root, parent, ok, time.time() - started, stage_runs, data, variant, interrupted, uncommitted,
+                          experiment_id=run.info.experiment_id)
 
 
 def _run_interruptible(command: list[str], root: Path, env: dict[str, str],

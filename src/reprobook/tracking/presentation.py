@@ -54,6 +54,17 @@ def experiment_tags(name: str, task: str | None, target: str | None, model: str)
     return {TAG_EXPERIMENT_KIND: TRAINING_KIND, TAG_NOTE: note}
 
 
+def ui_path(experiment_id: str) -> str:
+    """The MLflow UI's address of an experiment's training runs.
+
+    MLflow 3.17's UI keeps a GenAI / Model training switch per browser, GenAI
+    on a first visit, and in GenAI mode opens every experiment on its GenAI
+    overview; ``workflowType=machine_learning`` opens the runs table whatever
+    the switch holds (``make check-ui`` checks it in Chromium).
+    """
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def missing_experiment_tags(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, str]:
     """The tags to set on an existing experiment: ours where absent or written by us, never a user's note."""
     changed = {}
