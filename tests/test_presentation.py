@@ -28,6 +28,8 @@ def test_the_experiment_is_a_training_experiment_and_a_users_description_stays()
     wanted = ui.experiment_tags("loans", "classification", "approved", "loans-model")
     assert wanted[ui.TAG_EXPERIMENT_KIND] == "custom_model_development"
     assert "classification of `approved`" in wanted[ui.TAG_NOTE] and "reprobook reproduce" in wanted[ui.TAG_NOTE]
+    token = "ghp_" + "R8zq1XkL" * 4 + "abcd"  # a registered name that is a secret never reaches the description
+    assert token not in ui.experiment_tags("loans", "classification", "approved", token)[ui.TAG_NOTE]
     assert ui.missing_experiment_tags({}, wanted) == wanted
     assert ui.missing_experiment_tags(wanted, wanted) == {}
     mine = {ui.TAG_NOTE: "my own notes", ui.TAG_EXPERIMENT_KIND: "forecasting"}

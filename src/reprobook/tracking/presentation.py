@@ -51,7 +51,7 @@ def experiment_tags(name: str, task: str | None, target: str | None, model: str)
         "its overrides, its DVC experiment or its commit. Monitoring runs name their batch and model version.\n\n"
         "Reproduce any run from a clone of the project's repository: `reprobook reproduce <run id>`."
     )
-    return {TAG_EXPERIMENT_KIND: TRAINING_KIND, TAG_NOTE: note}
+    return {TAG_EXPERIMENT_KIND: TRAINING_KIND, TAG_NOTE: _redacted(note)}
 
 
 def ui_path(experiment_id: str) -> str:
