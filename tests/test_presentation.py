@@ -19,6 +19,8 @@ def test_pipeline_runs_are_named_after_what_differs():
     assert ui.pipeline_name(commit="abcdef1234567") == "commit abcdef1"
     assert ui.pipeline_name(commit="abcdef1234567", dirty=True) == "commit abcdef1 + uncommitted changes"
     assert ui.pipeline_name(reproduction_of="0123456789abcdef", overrides="x=1") == "reproduction of 01234567"
+    token = "ghp_" + "R8zq1XkL" * 4 + "abcd"
+    assert token not in ui.pipeline_name(overrides=ui.short_overrides([f"model.registered_name={token}"]))
     assert ui.stage_name("modeling", "max_depth=6") == "modeling · max_depth=6"
     assert ui.stage_name("modeling", None, "0123456789") == "modeling · reproduction of 01234567"
     assert ui.batch_name(3, "loans v2 (@champion)") == "monitoring · batch 3 · loans v2 (@champion)"

@@ -94,7 +94,7 @@ def pipeline_name(*, overrides: str = "", experiment: str = "", reproduction_of:
     if reproduction_of:
         return f"reproduction of {reproduction_of[:8]}"
     if overrides:
-        return overrides
+        return _redacted(overrides)[:250]  # an override's value may be a secret; MLflow caps run names
     if experiment:
         return experiment
     if commit:
