@@ -74,11 +74,15 @@ class ErrorCohorts:
 # ---------------------------------------------------------------- encoding
 
 
-def encode(features: pd.DataFrame) -> tuple[np.ndarray, list[_Column]]:
+def encode(features: pd.DataFrame, min_rows: int = 1) -> tuple[np.ndarray, list[_Column]]:
     """The features as a float matrix for the tree: numeric as is (NaN kept), categories one-hot.
 
     Missing categorical values are a category of their own (``missing``), as in
-    slices; columns of other dtypes (datetimes) are left out.
+    slices; columns of other dtypes (datetimes) are left out. A category held
+    by fewer than ``min_rows`` rows gets no column: a tree whose leaves need
+    ``min_rows`` rows can never split on it, and a name or timestamp column
+    (one category per row) would otherwise make the matrix rows x rows wide
+    (10,000 test rows: 800 MB, and a minute to fit).
     """
     blocks, columns = [], []
     for name in features.columns:
@@ -90,10 +94,13 @@ def encode(features: pd.DataFrame) -> tuple[np.ndarray, list[_Column]]:
         keys = _slice_keys(series, numeric_bins=1)
         if keys is None:
             continue
-        categories = [str(c) for c in keys.cat.categories]
         codes = keys.cat.codes.to_numpy()
-        blocks.append((codes[:, None] == np.arange(len(categories))[None, :]).astype(float))
-        columns.extend(_Column(str(name), category) for category in categories)
+        counts = np.bincount(codes[codes >= 0], minlength=len(keys.cat.categories))
+        kept = np.flatnonzero(counts >= min_rows)
+        if not len(kept):
+            continue
+        blocks.append((codes[:, None] == kept[None, :]).astype(float))
+        columns.extend(_Column(str(name), str(keys.cat.categories[code])) for code in kept)
     matrix = np.hstack(blocks) if blocks else np.zeros((len(features), 0))
     return matrix, columns
 
@@ -231,7 +238,7 @@ def error_cohorts(
             raise ReprobookError(f"{key}: expected at least 1, found {value}")
     true, pred = _pair(y_true, y_pred, len(features))
     row_errors = _row_errors(true, pred, task)
-    matrix, columns = encode(features)
+    matrix, columns = encode(features, min_samples_leaf)
     if task == "classification":
         tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_samples_leaf, random_state=seed)
         target = row_errors.astype(int)
